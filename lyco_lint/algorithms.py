@@ -1,0 +1,1 @@
+"""LyCORIS algorithms as data (filled in by the algorithm rules)."""

@@ -1,0 +1,146 @@
+"""The rule catalog: every code lyco can report, with its documentation and its check.
+
+A rule is a small function registered with :func:`rule`. It receives the document being linted
+and yields :class:`Hit`s (where, and what to say); the engine turns hits into findings with
+positions, severity and the rule's code. Adding a rule means writing one decorated function in
+one of the ``lyco_lint.rules`` modules: the CLI, the reporters, ``lyco explain`` and the SARIF
+rules table all read this catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .documents import Document
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"error": 2, "warning": 1, "info": 0}[self.value]
+
+
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+# Which documents a rule runs on.
+LYCORIS = "lycoris"
+TRAINING = "training"
+ENGINE = "engine"  # emitted by the loader itself (parse errors, unrecognised files)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a rule reports: a JSON pointer into a document, the message, and where to point.
+
+    ``at`` is ``"key"`` to underline the member's key (unknown or misplaced keys) or ``"value"``
+    for its value. ``document`` lets a rule on one file point into the paired file (a training
+    config's setting that makes the LyCORIS config dangerous). ``severity`` overrides the rule's
+    default for rules whose severity depends on the value (LYC308).
+    """
+
+    pointer: str
+    message: str
+    at: str = "value"
+    severity: Optional[Severity] = None
+    document: Optional["Document"] = None
+
+
+Check = Callable[["Document"], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: Severity
+    applies_to: tuple[str, ...]
+    summary: str
+    why: str
+    example: str
+    fixed: str
+    check: Optional[Check] = None
+
+    @property
+    def doc_markdown(self) -> str:
+        return (
+            f"# {self.name} ({self.code})\n\n"
+            f"Default severity: {self.severity.value}. Applies to: {self.applies_to_text}.\n\n"
+            f"## What it does\n{self.summary}\n\n"
+            f"## Why is this bad?\n{self.why}\n\n"
+            f"## Example\n```json\n{self.example.strip()}\n```\n\n"
+            f"## Use instead\n```json\n{self.fixed.strip()}\n```\n"
+        )
+
+
+    @property
+    def applies_to_text(self) -> str:
+        return " and ".join(_APPLIES[kind] for kind in self.applies_to)
+
+
+_APPLIES = {
+    LYCORIS: "LyCORIS config files",
+    TRAINING: "SimpleTuner training config files",
+    ENGINE: "every file",
+}
+
+RULES: dict[str, Rule] = {}
+_BY_NAME: dict[str, Rule] = {}
+
+
+def rule(
+    code: str,
+    name: str,
+    severity: Severity,
+    *,
+    applies_to: Union[str, tuple[str, ...]],
+    summary: str,
+    why: str,
+    example: str,
+    fixed: str,
+) -> Callable[[Check], Check]:
+    """Register ``check`` in the catalog under ``code`` and ``name`` (both must be new)."""
+
+    def register(check: Check) -> Check:
+        kinds = (applies_to,) if isinstance(applies_to, str) else tuple(applies_to)
+        _add(Rule(code, name, severity, kinds, summary, why, example, fixed, check))
+        return check
+
+    return register
+
+
+def engine_rule(code: str, name: str, severity: Severity, **docs: str) -> Rule:
+    """Register a code that the engine emits itself (it has no check function)."""
+    entry = Rule(code, name, severity, (ENGINE,), check=None, **docs)
+    _add(entry)
+    return entry
+
+
+def _add(entry: Rule) -> None:
+    if entry.code in RULES or entry.name in _BY_NAME:
+        raise ValueError(f"rule {entry.code} ({entry.name}) registered twice")
+    RULES[entry.code] = entry
+    _BY_NAME[entry.name] = entry
+
+
+def load_rules() -> dict[str, Rule]:
+    """Import every rule module once so that the catalog is complete, then return it."""
+    from .rules import load_all
+
+    load_all()
+    return RULES
+
+
+def find_rule(code_or_name: str) -> Optional[Rule]:
+    load_rules()
+    return RULES.get(code_or_name.upper()) or _BY_NAME.get(code_or_name.lower())
+
+
+def rules_for(applies_to: str) -> list[Rule]:
+    return [entry for entry in load_rules().values() if applies_to in entry.applies_to]

@@ -1,0 +1,147 @@
+"""The ``lyco`` command line: ``lyco lint`` and ``lyco explain``.
+
+Exit status of ``lyco lint``: 0 when no finding has error severity (warnings and infos pass unless
+``--strict``), 1 when there are errors, 2 for usage errors, missing paths and internal failures.
+No input ever produces a traceback: unexpected exceptions become one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="lyco",
+    help="Lint LyCORIS and SimpleTuner configs before any GPU time is spent.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+FORMAT_HELP = "Output format: text, json, sarif or github (github is the default under GitHub Actions)."
+
+
+def _split_codes(values: Optional[List[str]]) -> list[str]:
+    codes: list[str] = []
+    for value in values or []:
+        codes.extend(part.strip().upper() for part in value.split(",") if part.strip())
+    return codes
+
+
+def _fail(message: str) -> "typer.Exit":
+    sys.stderr.write(f"lyco: {message}\n")
+    return typer.Exit(2)
+
+
+@app.command("lint")
+def lint_command(
+    paths: List[str] = typer.Argument(..., help="Config files, or folders to search for *.json configs.", show_default=False),
+    output_format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP, show_default=False),
+    select: Optional[List[str]] = typer.Option(None, "--select", help="Only these codes or prefixes (LYC1, LYC205); comma-separated or repeated."),
+    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Skip these codes or prefixes; comma-separated or repeated."),
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
+    family: Optional[str] = typer.Option(None, "--family", help="Model family for LyCORIS configs not reached through a training config (flux2, sdxl, ...)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print findings only, no summary line."),
+) -> None:
+    """Check config files and report problems with their line and column."""
+    from .catalog import load_rules
+    from .engine import Options, UsageError, exit_status, lint_paths
+    from .reporters import FORMATS, report
+
+    if output_format is None:
+        github = os.environ.get("GITHUB_ACTIONS") == "true"
+        output_format = "github" if github else "text"
+    output_format = output_format.lower()
+    if output_format not in FORMATS:
+        raise _fail(f"unknown format '{output_format}'; choose one of {', '.join(FORMATS)}")
+    rules = load_rules()
+    selected, ignored = _split_codes(select), _split_codes(ignore)
+    for prefix in selected + ignored:
+        if not any(code.startswith(prefix) for code in rules):
+            raise _fail(f"'{prefix}' matches no rule code; see `lyco explain` for the list")
+    try:
+        result = lint_paths(paths, Options(family=family, select=selected, ignore=ignored))
+    except UsageError as error:
+        raise _fail(str(error))
+    except OSError as error:
+        raise _fail(f"cannot read {error.filename}: {error.strerror}")
+    report(result, output_format, sys.stdout, quiet=quiet)
+    raise typer.Exit(exit_status(result.findings, strict))
+
+
+@app.command("explain")
+def explain_command(
+    topic: Optional[str] = typer.Argument(None, help="A rule code or name (LYC011, unknown-key), a field (linear_dim, apply_preset.target_module) or an algo (lokr).", show_default=False),
+    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
+) -> None:
+    """Document a rule, a config field or an algorithm; without an argument, list them all."""
+    import json
+
+    from .explain import all_topics, lookup, suggestions
+
+    if output_format not in ("text", "json"):
+        raise _fail(f"unknown format '{output_format}'; choose text or json")
+    if topic is None:
+        topics = all_topics()
+        if output_format == "json":
+            sys.stdout.write(json.dumps([{"name": t.name, "kind": t.kind, "summary": t.summary} for t in topics], indent=2) + "\n")
+            return
+        current_kind = None
+        for entry in topics:
+            if entry.kind != current_kind:
+                current_kind = entry.kind
+                sys.stdout.write(f"\n{_KIND_TITLES[current_kind]}\n")
+            sys.stdout.write(f"  {entry.name:<34} {entry.summary}\n")
+        return
+    found = lookup(topic)
+    if found is None:
+        close = suggestions(topic)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `lyco explain` for the list"
+        raise _fail(f"nothing is called '{topic}'{hint}")
+    if output_format == "json":
+        sys.stdout.write(json.dumps({"name": found.name, "kind": found.kind, **found.data}, indent=2, ensure_ascii=False) + "\n")
+    elif sys.stdout.isatty():
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(found.markdown))
+    else:
+        sys.stdout.write(found.markdown)
+
+
+_KIND_TITLES = {
+    "rule": "Rules",
+    "field": "LyCORIS config fields",
+    "algo": "Algorithms",
+    "training-option": "Training config options",
+}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI and return its exit status (tests call this directly)."""
+    import click
+
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(args=argv, prog_name="lyco", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        error.show()
+        return 2
+    except click.exceptions.Abort:
+        return 2
+    except Exception as error:  # an internal failure must never print a traceback
+        sys.stderr.write(f"lyco: internal error: {type(error).__name__}: {error}\n")
+        sys.stderr.write("lyco: please report this with the file that caused it.\n")
+        return 2
+    return status if isinstance(status, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

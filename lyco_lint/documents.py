@@ -1,0 +1,192 @@
+"""Documents: a file read with positions, what kind of config it is, and the context it is linted in.
+
+Two kinds of file are linted:
+
+* a **LyCORIS config** (the keyword arguments of ``lycoris.create_lycoris`` plus ``apply_preset``),
+  recognised by ``algo`` or ``apply_preset``, or because a training config points at it;
+* a **SimpleTuner training config** (``config.json``), recognised by its training keys, with or
+  without a leading ``--``.
+
+A LyCORIS config reached through a training config carries a :class:`LintContext` naming that
+training config and its model family, so that rules can combine the two files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Optional
+
+from .jsonpos import JSONSyntaxError, Member, Node, Span, join_pointer, parse, to_python, walk
+
+LYCORIS = "lycoris"
+TRAINING = "training"
+UNKNOWN = "unknown"
+
+LYCORIS_MARKERS = frozenset({"algo", "apply_preset"})
+TRAINING_MARKERS = frozenset(
+    {
+        "model_type",
+        "model_family",
+        "model_flavour",
+        "lora_type",
+        "lycoris_config",
+        "pretrained_model_name_or_path",
+        "output_dir",
+        "data_backend_config",
+        "optimizer",
+        "learning_rate",
+        "train_batch_size",
+        "max_train_steps",
+    }
+)
+# SimpleTuner's default when lora_type is lycoris and lycoris_config is absent.
+DEFAULT_LYCORIS_CONFIG = "config/lycoris_config.json"
+
+
+def option_name(key: str) -> str:
+    """A training config key as SimpleTuner reads it: without the leading ``--``."""
+    return key[2:] if key.startswith("--") else key
+
+
+@dataclass
+class LintContext:
+    """What a LyCORIS config is linted against.
+
+    ``family`` is the model family (from ``--family`` or the training config's ``model_family``),
+    lower-cased as SimpleTuner does. ``training`` is the training config that pointed at this file,
+    when there is one: rules read its attention, precision and validation settings from it.
+    """
+
+    family: Optional[str] = None
+    training: Optional["Document"] = None
+
+
+@dataclass
+class Document:
+    path: Path
+    display_path: str
+    text: str
+    root: Optional[Node] = None
+    syntax_error: Optional[JSONSyntaxError] = None
+    context: LintContext = field(default_factory=LintContext)
+    forced_kind: Optional[str] = None  # set when a training config points at this file
+
+    # -- reading ---------------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: Path, display_path: str) -> "Document":
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            document = cls(path, display_path, "")
+            document.syntax_error = JSONSyntaxError(
+                f"the file is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start})", 1, 1
+            )
+            return document
+        return cls.from_text(path, display_path, text)
+
+    @classmethod
+    def from_text(cls, path: Path, display_path: str, text: str) -> "Document":
+        document = cls(path, display_path, text)
+        try:
+            document.root = parse(text)
+        except JSONSyntaxError as error:
+            document.syntax_error = error
+        return document
+
+    # -- what it is ------------------------------------------------------------------------
+    @property
+    def is_object(self) -> bool:
+        return self.root is not None and self.root.kind == "object"
+
+    @property
+    def kind(self) -> str:
+        if self.forced_kind:
+            return self.forced_kind
+        if not self.is_object:
+            return UNKNOWN
+        keys = {option_name(member.key) for member in self.root.members}
+        if keys & TRAINING_MARKERS:
+            return TRAINING
+        if keys & LYCORIS_MARKERS:
+            return LYCORIS
+        return UNKNOWN
+
+    @cached_property
+    def value(self) -> Any:
+        """The document as ``json.loads`` returns it."""
+        return to_python(self.root) if self.root is not None else None
+
+    @cached_property
+    def options(self) -> dict[str, Any]:
+        """A training config's options keyed as SimpleTuner sees them (``--`` stripped)."""
+        if not self.is_object:
+            return {}
+        return {option_name(member.key): to_python(member.value) for member in self.root.members}
+
+    def option_pointer(self, name: str) -> str:
+        """The pointer of a training option, whichever spelling (``name`` or ``--name``) the file uses."""
+        if self.is_object:
+            for member in reversed(self.root.members):
+                if option_name(member.key) == name:
+                    return join_pointer("", member.key)
+        return join_pointer("", name)
+
+    # -- positions -------------------------------------------------------------------------
+    @cached_property
+    def _index(self) -> dict[str, tuple[Node, Optional[Member]]]:
+        if self.root is None:
+            return {}
+        return {pointer: (node, member) for pointer, node, member in walk(self.root)}
+
+    def node_at(self, pointer: str) -> Optional[Node]:
+        entry = self._index.get(pointer)
+        return entry[0] if entry else None
+
+    def locate(self, pointer: str, at: str = "value") -> Span:
+        """The span of the key or value at ``pointer``; the nearest existing parent otherwise."""
+        while True:
+            entry = self._index.get(pointer)
+            if entry is not None:
+                node, member = entry
+                if at == "key" and member is not None:
+                    return member.key_span
+                if node.kind in ("object", "array") and pointer != "" and member is not None and at != "whole":
+                    # point at the key of a container value rather than its whole body
+                    return member.key_span
+                if node.kind in ("object", "array"):
+                    # the opening bracket
+                    return Span(node.span.line, node.span.column, node.span.line, node.span.column + 1)
+                return node.span
+            if not pointer:
+                return Span(1, 1, 1, 1)
+            pointer = pointer.rsplit("/", 1)[0]
+            at = "key"
+
+
+def resolve_lycoris_config(training: Document) -> tuple[Optional[Path], list[Path], str]:
+    """Find the LyCORIS config a training config points at, as SimpleTuner would.
+
+    Returns the path found (or None), every place looked in order, and the reference as written.
+    Relative paths are tried against the training config's folder, then the current directory
+    (SimpleTuner resolves against its working directory, users usually write them relative to
+    the config file).
+    """
+    reference = training.options.get("lycoris_config")
+    if not isinstance(reference, str) or not reference.strip():
+        reference = DEFAULT_LYCORIS_CONFIG
+    candidate = Path(reference).expanduser()
+    if candidate.is_absolute():
+        places = [candidate]
+    else:
+        places = [training.path.parent / candidate, Path.cwd() / candidate]
+    seen: list[Path] = []
+    for place in places:
+        if place in seen:
+            continue
+        seen.append(place)
+        if place.is_file():
+            return place, seen, reference
+    return None, seen, reference

@@ -1,0 +1,196 @@
+"""The lint run: find the files, read them, pair training configs with their LyCORIS configs,
+run the catalog's rules and collect findings with positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from . import catalog
+from .catalog import Hit, Rule, Severity
+from .documents import LYCORIS, TRAINING, UNKNOWN, Document, LintContext, resolve_lycoris_config
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    code: str
+    name: str
+    severity: Severity
+    message: str
+    pointer: str
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity.value,
+            "message": self.message,
+            "pointer": self.pointer,
+        }
+
+
+@dataclass
+class Options:
+    family: Optional[str] = None
+    select: Sequence[str] = ()
+    ignore: Sequence[str] = ()
+
+    def wants(self, code: str) -> bool:
+        if self.select and not any(code.startswith(prefix) for prefix in self.select):
+            return False
+        return not any(code.startswith(prefix) for prefix in self.ignore)
+
+
+@dataclass
+class LintResult:
+    findings: list[Finding] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # display path -> text, for code frames
+
+
+class UsageError(Exception):
+    """Bad command-line input (a path that does not exist): exit status 2."""
+
+
+def display_path(path: Path) -> str:
+    """The path relative to the current directory when it is below it, else absolute."""
+    absolute = path.resolve()
+    try:
+        return absolute.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def expand_paths(paths: Iterable[str]) -> list[tuple[Path, bool]]:
+    """Files to lint, each with whether it was named explicitly.
+
+    Folders contribute the ``*.json`` files below them (hidden folders skipped); those that do
+    not look like configs are skipped silently later, while an explicitly named file always gets
+    a verdict.
+    """
+    found: list[tuple[Path, bool]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*.json")):
+                relative_parts = child.relative_to(path).parts
+                if any(part.startswith(".") or part in ("node_modules", "__pycache__") for part in relative_parts):
+                    continue
+                if child.is_file():
+                    found.append((child, False))
+        elif path.is_file():
+            found.append((path, True))
+        else:
+            raise UsageError(f"{raw}: no such file or directory")
+    return found
+
+
+def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintResult:
+    options = options or Options()
+    documents: dict[Path, Document] = {}
+    explicit: dict[Path, bool] = {}
+    for path, named in expand_paths(paths):
+        key = path.resolve()
+        if key in documents:
+            continue
+        documents[key] = Document.read(path, display_path(path))
+        explicit[key] = named
+
+    # A training config brings its LyCORIS config, linted in the training config's context.
+    for training in [d for d in documents.values() if d.kind == TRAINING]:
+        if training.options.get("lora_type") != "lycoris":
+            continue
+        found, _places, _reference = resolve_lycoris_config(training)
+        if found is None:
+            continue  # LYC301 reports it
+        key = found.resolve()
+        paired = documents.get(key) or Document.read(found, display_path(found))
+        paired.forced_kind = LYCORIS
+        paired.context = LintContext(family=_family(training), training=training)
+        documents[key] = paired
+        explicit[key] = True
+
+    result = LintResult()
+    for key, document in documents.items():
+        if document.root is not None and document.kind == UNKNOWN and not explicit[key] and not document.syntax_error:
+            continue  # a folder's unrelated JSON file
+        if document.kind == LYCORIS and document.context.family is None and options.family:
+            document.context.family = options.family.lower()
+        result.documents.append(document)
+        result.sources[document.display_path] = document.text
+        result.findings.extend(lint_document(document, options))
+    result.findings.sort(key=lambda f: (f.file, f.line, f.column, f.code))
+    return result
+
+
+def _family(training: Document) -> Optional[str]:
+    family = training.options.get("model_family")
+    return family.strip().lower() if isinstance(family, str) else None
+
+
+def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:
+    options = options or Options()
+    hits: list[tuple[Rule, Hit]] = []
+    if document.syntax_error is not None:
+        error = document.syntax_error
+        entry = catalog.RULES["LYC001"]
+        location = (error.line, error.column, error.line, error.column + 1)
+        return [_finding(entry, document.display_path, location, error.message, "", None)] if options.wants("LYC001") else []
+    if not document.is_object:
+        hits.append((catalog.RULES["LYC003"], Hit("", _root_message(document), at="whole")))
+    elif document.kind == UNKNOWN:
+        hits.append((catalog.RULES["LYC004"], Hit("", _unknown_message(), at="whole")))
+    else:
+        for entry in catalog.rules_for(document.kind):
+            if not options.wants(entry.code):
+                continue
+            hits.extend((entry, hit) for hit in entry.check(document))
+    findings = []
+    for entry, hit in hits:
+        if not options.wants(entry.code):
+            continue
+        target = hit.document or document
+        span = target.locate(hit.pointer, hit.at)
+        location = (span.line, span.column, span.end_line, span.end_column)
+        findings.append(_finding(entry, target.display_path, location, hit.message, hit.pointer, hit.severity))
+    return findings
+
+
+def _finding(entry: Rule, file: str, location, message: str, pointer: str, severity) -> Finding:
+    line, column, end_line, end_column = location
+    return Finding(
+        file, line, column, end_line, end_column, entry.code, entry.name, severity or entry.severity, message, pointer
+    )
+
+
+def _root_message(document: Document) -> str:
+    kind = document.root.kind if document.root is not None else "nothing"
+    article = "an" if kind[0] in "aeiou" else "a"
+    return (
+        f"the top level is {article} {kind}; a LyCORIS config and a training config are both JSON objects "
+        "({\"algo\": ...} or {\"model_family\": ...})"
+    )
+
+
+def _unknown_message() -> str:
+    return (
+        "not a config lyco knows: expected a LyCORIS config (with 'algo' or 'apply_preset') or a SimpleTuner "
+        "training config (with 'model_type', 'model_family', 'lora_type', ...)"
+    )
+
+
+def exit_status(findings: Iterable[Finding], strict: bool = False) -> int:
+    worst = max((finding.severity.rank for finding in findings), default=-1)
+    threshold = Severity.WARNING.rank if strict else Severity.ERROR.rank
+    return 1 if worst >= threshold else 0

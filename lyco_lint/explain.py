@@ -1,0 +1,173 @@
+"""``lyco explain``: documentation of every rule, every LyCORIS config field, every algorithm and the
+training options lyco checks. Field docs come from the JSON Schemas, rule docs from the catalog."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+from . import catalog
+from .schemas import APPLY_PRESET_ID, LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, schema
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    kind: str  # rule, field, algo, training-option
+    summary: str
+    markdown: str
+    data: dict[str, Any]
+
+
+# -- rules ----------------------------------------------------------------------------------------
+
+
+def _rule_topic(entry: catalog.Rule) -> Topic:
+    data = {
+        "code": entry.code,
+        "name": entry.name,
+        "severity": entry.severity.value,
+        "applies_to": list(entry.applies_to),
+        "summary": entry.summary,
+        "why": entry.why,
+        "example": entry.example,
+        "fixed": entry.fixed,
+    }
+    return Topic(entry.code, "rule", f"{entry.name}: {entry.summary}", entry.doc_markdown, data)
+
+
+def rule_topics() -> Iterator[Topic]:
+    for entry in sorted(catalog.load_rules().values(), key=lambda e: e.code):
+        yield _rule_topic(entry)
+
+
+# -- LyCORIS config fields ------------------------------------------------------------------------
+
+_FIELD_GROUPS = (
+    ("", LYCORIS_CONFIG_ID),
+    ("apply_preset.", APPLY_PRESET_ID),
+    ("module_algo_map.*.", MODULE_OPTIONS_ID),
+)
+
+
+def _type_text(spec: dict[str, Any]) -> str:
+    if "enum" in spec:
+        return "one of " + ", ".join(json.dumps(choice) for choice in spec["enum"])
+    kind = spec.get("type")
+    if kind == "array":
+        return f"array of {spec.get('items', {}).get('type', 'any')}"
+    if kind == "object":
+        return "object"
+    return kind or "(not allowed)" if spec.get("x-lyco-rule") == "LYC113" else kind or "any"
+
+
+def _range_text(spec: dict[str, Any]) -> Optional[str]:
+    bounds = []
+    for keyword, symbol in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if keyword in spec:
+            bounds.append(f"{symbol} {spec[keyword]}")
+    if "not" in spec and "const" in spec["not"]:
+        bounds.append(f"not {spec['not']['const']}")
+    return ", ".join(bounds) or None
+
+
+def _field_topic(prefix: str, name: str, spec: dict[str, Any]) -> Topic:
+    full = prefix + name
+    if "$ref" in spec:
+        target = spec["$ref"]
+        spec = {**schema(target), **{k: v for k, v in spec.items() if k != "$ref"}}
+    default = spec.get("x-lyco-default-text", json.dumps(spec["default"]) if "default" in spec else None)
+    data = {
+        "field": full,
+        "description": spec.get("description", ""),
+        "type": _type_text(spec),
+        "default": spec.get("default"),
+        "range": _range_text(spec),
+        "choices": spec.get("x-lyco-choices") or spec.get("enum"),
+        "algos": spec.get("x-lyco-algos"),
+        "map_only": bool(spec.get("x-lyco-map-only")),
+        "deprecated": bool(spec.get("deprecated")),
+        "replaced_by": spec.get("x-lyco-replaced-by"),
+        "read_by": spec.get("x-lyco-source", "LyCORIS"),
+    }
+    lines = [f"# {full}", "", data["description"], "", f"Type: {data['type']}"]
+    if default is not None:
+        lines.append(f"Default: {default}")
+    if data["range"]:
+        lines.append(f"Valid range: {data['range']}")
+    if data["choices"]:
+        lines.append("Choices: " + ", ".join(map(str, data["choices"])))
+    if data["algos"]:
+        lines.append("Honoured by: " + ", ".join(data["algos"]) + " (ignored by every other algo)")
+    if data["map_only"]:
+        lines.append("Where: only inside a module_algo_map / name_algo_map entry (create_lycoris drops it here).")
+    if data["deprecated"]:
+        lines.append(f"Deprecated: write {data['replaced_by']} instead.")
+    lines.append(f"Read by: {data['read_by']}")
+    first_sentence = data["description"].split(". ")[0].rstrip(".")
+    return Topic(full, "field", first_sentence, "\n".join(lines) + "\n", data)
+
+
+def field_topics() -> Iterator[Topic]:
+    for prefix, schema_id in _FIELD_GROUPS:
+        for name, spec in schema(schema_id)["properties"].items():
+            yield _field_topic(prefix, name, spec)
+
+
+# -- extra providers (algorithms, training options) register here --------------------------------
+
+PROVIDERS: list[Callable[[], Iterator[Topic]]] = [rule_topics, field_topics]
+
+
+def register_provider(provider: Callable[[], Iterator[Topic]]) -> Callable[[], Iterator[Topic]]:
+    PROVIDERS.append(provider)
+    return provider
+
+
+def _load_providers() -> None:
+    # Importing these modules registers their providers.
+    from . import algorithms  # noqa: F401
+    from . import training_options  # noqa: F401
+
+
+def all_topics() -> list[Topic]:
+    _load_providers()
+    return [topic for provider in PROVIDERS for topic in provider()]
+
+
+def _aliases(topic: Topic) -> set[str]:
+    names = {topic.name.lower()}
+    if topic.kind == "rule":
+        names.add(topic.data["name"])
+    if topic.kind == "field":
+        name = topic.name
+        if name.startswith("module_algo_map.*."):
+            option = name.removeprefix("module_algo_map.*.")
+            for map_name in ("module_algo_map", "name_algo_map"):
+                names |= {f"{map_name}.{option}", f"apply_preset.{map_name}.*.{option}", f"{map_name}.*.{option}"}
+        if name.startswith("apply_preset."):
+            names.add(name.removeprefix("apply_preset."))
+    if topic.kind == "training-option":
+        names.add("--" + topic.name)
+    return {alias.lower() for alias in names}
+
+
+def lookup(query: str) -> Optional[Topic]:
+    wanted = query.strip().lower()
+    topics = all_topics()
+    # exact names first, so that a top-level field wins over a preset key of the same name
+    for topic in topics:
+        if topic.name.lower() == wanted:
+            return topic
+    for topic in topics:
+        if wanted in _aliases(topic):
+            return topic
+    return None
+
+
+def suggestions(query: str) -> list[str]:
+    import difflib
+
+    names = sorted({alias for topic in all_topics() for alias in _aliases(topic)})
+    return difflib.get_close_matches(query.lower(), names, n=3, cutoff=0.6)

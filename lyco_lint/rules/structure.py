@@ -1,0 +1,259 @@
+"""LYC0xx: the file itself — JSON syntax, duplicate keys, top-level shape, and the LyCORIS schema."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, engine_rule, rule
+from ..documents import Document, option_name
+from ..jsonpos import join_pointer, walk
+from ..schemas import LYCORIS_CONFIG_ID, SchemaProblem, check_document, did_you_mean, schema
+
+engine_rule(
+    "LYC001",
+    "invalid-json",
+    ERROR,
+    summary="Reports a file that is not valid JSON, at the position of the parse error.",
+    why=(
+        "SimpleTuner and LyCORIS read configs with Python's json module, which stops with a bare "
+        "JSONDecodeError after the model is loaded. Trailing commas and comments, common in examples "
+        "copied from documentation, are the usual cause."
+    ),
+    example='{\n  "algo": "lokr",\n  "linear_dim": 10000,\n}',
+    fixed='{\n  "algo": "lokr",\n  "linear_dim": 10000\n}',
+)
+
+engine_rule(
+    "LYC003",
+    "wrong-root-type",
+    ERROR,
+    summary="Reports a file whose top level is not a JSON object.",
+    why=(
+        "Both a LyCORIS config and a SimpleTuner training config are objects of named options; a list or a "
+        "bare value cannot be read as either."
+    ),
+    example='[{"algo": "lokr"}]',
+    fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1}',
+)
+
+engine_rule(
+    "LYC004",
+    "unrecognized-file",
+    WARNING,
+    summary=(
+        "Reports a JSON object named on the command line that is neither a LyCORIS config (it has `algo` or "
+        "`apply_preset`) nor a SimpleTuner training config (it has `model_type`, `model_family`, `lora_type`, "
+        "...). Files found by walking a folder are skipped silently instead."
+    ),
+    why="lyco cannot tell which rules apply, so nothing in the file was checked.",
+    example='{"name": "my-dataset"}',
+    fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}',
+)
+
+
+@rule(
+    "LYC002",
+    "duplicate-key",
+    ERROR,
+    applies_to=(LYCORIS, TRAINING),
+    summary=(
+        "Reports a key that appears twice in one object. In a training config `k` and `--k` count as the "
+        "same option, because SimpleTuner strips the dashes."
+    ),
+    why=(
+        "Python's json module keeps the last value without a word, so the earlier setting is silently "
+        "ignored, and which one the author meant is anyone's guess."
+    ),
+    example='{"algo": "lokr", "factor": 4, "factor": 8}',
+    fixed='{"algo": "lokr", "factor": 8}',
+)
+def duplicate_key(document: Document) -> Iterator[Hit]:
+    strip_dashes = document.kind == TRAINING
+    for pointer, node, _member in walk(document.root):
+        if node.kind != "object":
+            continue
+        first_spelling: dict[str, str] = {}
+        for member in node.members:
+            name = option_name(member.key) if strip_dashes and pointer == "" else member.key
+            if name not in first_spelling:
+                first_spelling[name] = member.key
+                continue
+            earlier = first_spelling[name]
+            also = "" if earlier == member.key else f" (also written '{earlier}')"
+            yield Hit(
+                join_pointer(pointer, member.key),
+                f"key '{member.key}' appears twice in this object{also}; only the last value counts and the "
+                f"other is silently lost: delete one of them",
+                at="key",
+            )
+
+
+# -- schema-derived rules -----------------------------------------------------------------------
+
+
+def _schema_problems(document: Document) -> list[SchemaProblem]:
+    """Schema problems of a LyCORIS config, computed once per document and shared by the rules."""
+    cached = document.__dict__.get("_schema_problems")
+    if cached is None:
+        cached = check_document(document.value, LYCORIS_CONFIG_ID)
+        document.__dict__["_schema_problems"] = cached
+    return cached
+
+
+def schema_hits(document: Document, code: str) -> Iterator[Hit]:
+    """The schema problems of ``document`` that belong to ``code`` (also used by LYC1xx/LYC2xx rules)."""
+    for problem in _schema_problems(document):
+        if problem.code == code:
+            yield Hit(problem.pointer, problem.message, at=problem.at)
+
+
+@rule(
+    "LYC010",
+    "missing-required",
+    ERROR,
+    applies_to=LYCORIS,
+    summary=(
+        "Reports a LyCORIS config without `algo`, `multiplier` or `linear_alpha`, or without `linear_dim` "
+        "while `full_matrix` is not JSON `true`."
+    ),
+    why=(
+        "SimpleTuner asserts these keys at start-up (the string \"true\" does not count for full_matrix); "
+        "without them training never starts."
+    ),
+    example='{"algo": "lokr", "linear_dim": 16}',
+    fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1}',
+)
+def missing_required(document: Document) -> Iterator[Hit]:
+    return schema_hits(document, "LYC010")
+
+
+@rule(
+    "LYC011",
+    "unknown-key",
+    ERROR,
+    applies_to=LYCORIS,
+    summary=(
+        "Reports a key that neither LyCORIS nor SimpleTuner reads from a LyCORIS config (at the top level or "
+        "in a `module_algo_map`/`name_algo_map` entry), with the closest known key."
+    ),
+    why=(
+        "create_lycoris keeps a fixed list of keyword arguments and drops every other one without a word: a "
+        "typo such as `factr` trains with the default instead, and nothing tells you."
+    ),
+    example='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "factr": 8}',
+    fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "factor": 8}',
+)
+def unknown_key(document: Document) -> Iterator[Hit]:
+    return schema_hits(document, "LYC011")
+
+
+@rule(
+    "LYC012",
+    "wrong-type",
+    ERROR,
+    applies_to=LYCORIS,
+    summary="Reports a value of the wrong JSON type (`\"16\"` for an integer, `2.5` for `factor`, a string for a list).",
+    why=(
+        "LyCORIS and SimpleTuner mostly do not convert values: a string rank fails deep inside module "
+        "construction, `int()` silently truncates 2.5 to 2, and a string where a list of class names belongs "
+        "is iterated character by character."
+    ),
+    example='{"algo": "lora", "multiplier": 1.0, "linear_dim": "16", "linear_alpha": 8}',
+    fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}',
+)
+def wrong_type(document: Document) -> Iterator[Hit]:
+    return schema_hits(document, "LYC012")
+
+
+@rule(
+    "LYC013",
+    "out-of-range",
+    ERROR,
+    applies_to=LYCORIS,
+    summary=(
+        "Reports a value outside its valid range: `linear_dim` below 1, a dropout outside [0, 1), `factor` 0 or "
+        "below -1, a negative alpha, an unknown `sig_type`, ..."
+    ),
+    why=(
+        "LyCORIS does not validate these values: a rank of 0 disables every Linear layer, a dropout of 1 "
+        "drops everything, and a factor of 0 gives a degenerate split, all without an error."
+    ),
+    example='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "dropout": 1.5}',
+    fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "dropout": 0.1}',
+)
+def out_of_range(document: Document) -> Iterator[Hit]:
+    return schema_hits(document, "LYC013")
+
+
+@rule(
+    "LYC014",
+    "non-boolean-flag",
+    ERROR,
+    applies_to=LYCORIS,
+    summary="Reports a flag whose value is not a JSON boolean (`0`, `\"no\"`, `\"false\"`, `null`, ...).",
+    why=(
+        "LyCORIS reads flags with `str(value).lower() != \"false\"`: `0`, `\"no\"`, `\"off\"` and `null` all turn "
+        "the option ON, and inside map entries even the string \"false\" is true."
+    ),
+    example='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "bypass_mode": 0}',
+    fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "bypass_mode": false}',
+)
+def non_boolean_flag(document: Document) -> Iterator[Hit]:
+    return schema_hits(document, "LYC014")
+
+
+def known_algos() -> list[str]:
+    return schema(LYCORIS_CONFIG_ID)["properties"]["algo"]["x-lyco-choices"]
+
+
+@rule(
+    "LYC015",
+    "unknown-algo",
+    ERROR,
+    applies_to=LYCORIS,
+    summary="Reports an `algo` that LyCORIS does not know (compared case-insensitively, as LyCORIS does), with the closest name.",
+    why=(
+        "LyCORIS raises KeyError only when it builds the first module, after the model is loaded; `dora`, "
+        "`oft` and `diag_oft` are common guesses that do not exist."
+    ),
+    example='{"algo": "lycoris-lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1}',
+    fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1}',
+)
+def unknown_algo(document: Document) -> Iterator[Hit]:
+    algo = document.value.get("algo")
+    if not isinstance(algo, str) or algo.lower() in known_algos():
+        return
+    if algo.lower() in ("dora", "doha", "dokr"):
+        hint = "DoRA is a flag, not an algo: use \"algo\": \"lora\" (or loha/lokr) with \"dora_wd\": true"
+    elif algo.lower() == "oft":
+        hint = "did you mean 'diag-oft'?"
+    else:
+        guess = did_you_mean(algo.lower().replace("_", "-"), known_algos())
+        hint = f"did you mean '{guess}'?" if guess else f"known algos: {', '.join(known_algos())}"
+    yield Hit("/algo", f"unknown algo '{algo}'; {hint}")
+
+
+@rule(
+    "LYC016",
+    "deprecated-alias",
+    WARNING,
+    applies_to=LYCORIS,
+    summary="Reports the deprecated aliases `use_cp`, `use_conv_cp`, `disable_conv_cp` and `constrain`, naming the current option.",
+    why=(
+        "LyCORIS still copies them to the new names, with a warning in the log. `disable_conv_cp` is the trap: "
+        "any value, false included, turns Tucker decomposition ON."
+    ),
+    example='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "use_cp": true}',
+    fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "use_tucker": true}',
+)
+def deprecated_alias(document: Document) -> Iterator[Hit]:
+    properties = schema(LYCORIS_CONFIG_ID)["properties"]
+    for member in document.root.members:
+        spec = properties.get(member.key, {})
+        if not spec.get("deprecated"):
+            continue
+        new = spec["x-lyco-replaced-by"]
+        message = f"'{member.key}' is a deprecated alias of '{new}'; write '{new}' instead"
+        if member.key == "disable_conv_cp":
+            message += " (careful: any value of disable_conv_cp, false included, turns Tucker ON)"
+        yield Hit(join_pointer("", member.key), message, at="key")

@@ -1,0 +1,1 @@
+"""lyco's trainer. Not built yet: `lyco train` arrives with its own issue."""
