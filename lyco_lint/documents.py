@@ -24,7 +24,9 @@ LYCORIS = "lycoris"
 TRAINING = "training"
 UNKNOWN = "unknown"
 
-LYCORIS_MARKERS = frozenset({"algo", "apply_preset"})
+# `algo` or `apply_preset` make a LyCORIS config; the other required keys count too, so that a config
+# missing its `algo` is still linted (and told so) instead of being skipped as an unrelated file.
+LYCORIS_MARKERS = frozenset({"algo", "apply_preset", "linear_dim", "linear_alpha", "multiplier"})
 TRAINING_MARKERS = frozenset(
     {
         "model_type",

@@ -141,16 +141,17 @@ def _family(training: Document) -> Optional[str]:
 
 def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:
     options = options or Options()
+    rules = catalog.load_rules()
     hits: list[tuple[Rule, Hit]] = []
     if document.syntax_error is not None:
         error = document.syntax_error
-        entry = catalog.RULES["LYC001"]
+        entry = rules["LYC001"]
         location = (error.line, error.column, error.line, error.column + 1)
         return [_finding(entry, document.display_path, location, error.message, "", None)] if options.wants("LYC001") else []
     if not document.is_object:
-        hits.append((catalog.RULES["LYC003"], Hit("", _root_message(document), at="whole")))
+        hits.append((rules["LYC003"], Hit("", _root_message(document), at="whole")))
     elif document.kind == UNKNOWN:
-        hits.append((catalog.RULES["LYC004"], Hit("", _unknown_message(), at="whole")))
+        hits.append((rules["LYC004"], Hit("", _unknown_message(), at="whole")))
     else:
         for entry in catalog.rules_for(document.kind):
             if not options.wants(entry.code):

@@ -34,7 +34,14 @@ def _rule_topic(entry: catalog.Rule) -> Topic:
         "example": entry.example,
         "fixed": entry.fixed,
     }
-    return Topic(entry.code, "rule", f"{entry.name}: {entry.summary}", entry.doc_markdown, data)
+    return Topic(entry.code, "rule", f"{entry.name}: {first_sentence(entry.summary)}", entry.doc_markdown, data)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of ``text``, for one-line listings."""
+    sentence = text.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 90 else sentence[:87] + "..."
+
 
 
 def rule_topics() -> Iterator[Topic]:
@@ -105,8 +112,7 @@ def _field_topic(prefix: str, name: str, spec: dict[str, Any]) -> Topic:
     if data["deprecated"]:
         lines.append(f"Deprecated: write {data['replaced_by']} instead.")
     lines.append(f"Read by: {data['read_by']}")
-    first_sentence = data["description"].split(". ")[0].rstrip(".")
-    return Topic(full, "field", first_sentence, "\n".join(lines) + "\n", data)
+    return Topic(full, "field", first_sentence(data["description"]), "\n".join(lines) + "\n", data)
 
 
 def field_topics() -> Iterator[Topic]:

@@ -91,7 +91,7 @@ _CONSTANTS = {
     "Infinity": ("number", float("inf")),
     "-Infinity": ("number", float("-inf")),
 }
-_MAX_DEPTH = 500
+_MAX_DEPTH = 200  # two stack frames per level; configs never come close
 
 
 class _Parser:
@@ -118,7 +118,12 @@ class _Parser:
         return Span(line, column, end_line, end_column)
 
     def fail(self, message: str, offset: int | None = None) -> JSONSyntaxError:
-        line, column = self.line_col(self.pos if offset is None else offset)
+        offset = self.pos if offset is None else offset
+        if offset >= len(self.text):
+            # at the end of the file: point just after the last thing written, not at a line
+            # past the final newline that editors and code frames do not show
+            offset = len(self.text.rstrip())
+        line, column = self.line_col(offset)
         return JSONSyntaxError(message, line, column)
 
     # -- grammar -------------------------------------------------------------------------

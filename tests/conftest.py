@@ -1,0 +1,39 @@
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+# A minimal valid LyCORIS config; tests add or break one thing at a time.
+VALID_LYCORIS = {"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}
+
+
+@pytest.fixture
+def write(tmp_path):
+    """Write a config (a dict, or raw text) to a file in tmp_path and return its path."""
+
+    def _write(content, name="config.lycoris.json"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2), encoding="utf-8")
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def lint(write):
+    """Lint one config and return its findings (dicts, as `--format json` prints them)."""
+    from lyco_lint.engine import Options, lint_paths
+
+    def _lint(content, name="config.lycoris.json", **options):
+        path = write(content, name)
+        return [finding.as_dict() for finding in lint_paths([str(path)], Options(**options)).findings]
+
+    return _lint
+
+
+def codes(findings):
+    return [finding["code"] for finding in findings]

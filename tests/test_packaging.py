@@ -1,0 +1,92 @@
+"""What users rely on outside Python: the console script, the wheel, the pre-commit hook, start-up cost."""
+
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import EXAMPLES, ROOT, VALID_LYCORIS
+
+
+def test_lint_path_imports_no_torch_diffusers_or_lycoris():
+    code = (
+        "import sys\n"
+        "from lyco_lint.cli import main\n"
+        f"status = main(['lint', '--quiet', {str(EXAMPLES)!r}])\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'lycoris', 'safetensors', 'accelerate') if m in sys.modules]\n"
+        "print(status, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+
+
+def test_console_script_runs(tmp_path):
+    config = tmp_path / "lycoris.json"
+    config.write_text(json.dumps(VALID_LYCORIS))
+    script = Path(sys.executable).with_name("lyco")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "lyco_lint"]
+    done = subprocess.run([*command, "lint", str(config)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "All checks passed" in done.stdout
+
+
+def test_wheel_ships_the_schemas_inside_the_package(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    wheel = next(tmp_path.glob("lyco-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for schema in ("lycoris-config", "apply-preset", "module-options"):
+        assert f"lyco_lint/schemas/{schema}.schema.json" in names
+    assert any(name.startswith("lyco_lint/data/") for name in names)
+
+
+def test_pre_commit_manifest_is_well_formed_and_its_entry_runs(tmp_path):
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    hook = next(h for h in hooks if h["id"] == "lyco-lint")
+    assert {"id", "name", "entry", "language"} <= set(hook) and hook["language"] == "python"
+    assert "json" in hook.get("types", []) + hook.get("types_or", [])
+    done = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-manifest", str(ROOT / ".pre-commit-hooks.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # pre-commit runs `entry [args] file1 file2 ...`
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(VALID_LYCORIS))
+    bad.write_text(json.dumps(dict(VALID_LYCORIS, factr=1)))
+    entry = hook["entry"].split()
+    assert entry[0] == "lyco"
+    command = [sys.executable, "-m", "lyco_lint", *entry[1:], *hook.get("args", [])]
+    assert subprocess.run([*command, str(good)], capture_output=True).returncode == 0
+    failed = subprocess.run([*command, str(good), str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 1 and re.search(r"bad\.json:\d+:\d+: LYC011", failed.stdout)
+
+
+def test_schemas_are_valid_draft_2020_12_with_stable_ids():
+    from jsonschema import Draft202012Validator
+
+    from lyco_lint.schemas import load_schemas
+
+    schemas = load_schemas()
+    assert set(schemas) == {"urn:lyco:schema:lycoris-config", "urn:lyco:schema:apply-preset", "urn:lyco:schema:module-options"}
+    for schema in schemas.values():
+        Draft202012Validator.check_schema(schema)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_every_lycoris_option_is_documented():
+    from lyco_lint.schemas import load_schemas
+
+    for schema in load_schemas().values():
+        for name, spec in schema["properties"].items():
+            assert spec.get("description") or "$ref" in spec, name
