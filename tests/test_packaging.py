@@ -48,6 +48,20 @@ def test_wheel_ships_the_schemas_inside_the_package(tmp_path):
         assert f"lyco_lint/schemas/{schema}.schema.json" in names
     assert any(name.startswith("lyco_lint/data/") for name in names)
 
+    # Installed from the wheel (not the checkout), run from an unrelated folder: schemas still load.
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
+    config = tmp_path / "lycoris.json"
+    config.write_text(json.dumps(dict(VALID_LYCORIS, factr=2)))
+    code = "import lyco_lint, lyco_lint.schemas as s, lyco_lint.cli as c; print(lyco_lint.__file__, s.schema_dir()); c.run()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "lint", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+    )
+    first_line = done.stdout.splitlines()[0]
+    assert first_line.startswith(str(target)) and first_line.endswith("lyco_lint/schemas"), done.stdout + done.stderr
+    assert done.returncode == 1 and "LYC011" in done.stdout
+
 
 def test_pre_commit_manifest_is_well_formed_and_its_entry_runs(tmp_path):
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())

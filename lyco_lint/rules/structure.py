@@ -41,9 +41,9 @@ engine_rule(
     "unrecognized-file",
     WARNING,
     summary=(
-        "Reports a JSON object named on the command line that is neither a LyCORIS config (it has `algo` or "
-        "`apply_preset`) nor a SimpleTuner training config (it has `model_type`, `model_family`, `lora_type`, "
-        "...). Files found by walking a folder are skipped silently instead."
+        "Reports a JSON object named on the command line that is neither a LyCORIS config (it has `algo`, "
+        "`apply_preset`, `linear_dim`, `linear_alpha` or `multiplier`) nor a SimpleTuner training config (it has "
+        "`model_type`, `model_family`, `lora_type`, ...). Files found by walking a folder are skipped silently."
     ),
     why="lyco cannot tell which rules apply, so nothing in the file was checked.",
     example='{"name": "my-dataset"}',
