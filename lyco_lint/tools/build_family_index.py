@@ -730,6 +730,19 @@ def module_class_names(model_class: str, config: dict) -> set[str]:
     return {type(module).__name__ for _, module in model.named_modules()}
 
 
+# Families whose model, as SimpleTuner trains it, has the same module classes as the diffusers class
+# the index is built from (checked, with the reason). For the others SimpleTuner trains its own copy
+# of the class body, which may build other module classes (its Flux copy builds the generic
+# ``Attention``), so the linter reports an unknown class there as a warning, not an error.
+SIMPLETUNER_VERIFIED = {
+    "flux2": "vendored Flux2 transformer defines the same class names (reference simpletuner-compat.md §8.1)",
+    "sd1x": "FlowMapUNet2DConditionModel subclasses diffusers' UNet2DConditionModel",
+    "sdxl": "FlowMapUNet2DConditionModel subclasses diffusers' UNet2DConditionModel",
+    "kolors": "FlowMapUNet2DConditionModel subclasses diffusers' UNet2DConditionModel",
+    "deepfloyd": "FlowMapUNet2DConditionModel subclasses diffusers' UNet2DConditionModel",
+}
+
+
 def build_family(name: str) -> dict:
     """Return the index entry of family ``name``: its model class, config names and class names.
 
@@ -744,6 +757,7 @@ def build_family(name: str) -> dict:
         "model_class": spec["model_class"],
         "configs": list(spec["configs"]),
         "classes": sorted(classes),
+        "simpletuner_verified": name in SIMPLETUNER_VERIFIED,
     }
 
 
