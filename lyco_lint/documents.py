@@ -59,10 +59,12 @@ class LintContext:
     ``family`` is the model family (from ``--family`` or the training config's ``model_family``),
     lower-cased as SimpleTuner does. ``training`` is the training config that pointed at this file,
     when there is one: rules read its attention, precision and validation settings from it.
+    ``model`` is the analysis of the real model (built on the meta device) when ``--model`` is given.
     """
 
     family: Optional[str] = None
     training: Optional["Document"] = None
+    model: Any = None  # a lyco_lint.model.Analysis of the real model, with `--model`
 
 
 @dataclass
