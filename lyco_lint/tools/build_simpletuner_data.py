@@ -1,0 +1,181 @@
+"""Regenerate ``lyco_lint/data/simpletuner_options.json``, the SimpleTuner facts the LYC3xx rules read.
+
+The two reference files (``shared/reference/simpletuner_options.json`` and
+``shared/reference/simpletuner_model_families.json``) are a static reading of SimpleTuner's
+argparse parser and model registry. They are large and full of provenance notes; the linter
+only needs, per option, how argparse parses it (type, choices, aliases), its default (for
+messages and ``lyco explain``), and a few loader facts (legacy renames, ignored keys, options
+whose JSON objects/arrays the loader serialises into one argument). This tool keeps exactly
+that, plus the family → flavour table, and writes it compactly.
+
+Run it when the reference files change (a new SimpleTuner version)::
+
+    python -m lyco_lint.tools.build_simpletuner_data SOURCE_OPTIONS SOURCE_FAMILIES [--output PATH]
+
+The output is written atomically (temporary file + ``os.replace``) so that a linter running at
+the same time never reads half a file. Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+GENERATED_BY = "python -m lyco_lint.tools.build_simpletuner_data"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data" / "simpletuner_options.json"
+
+# Families whose training data is video (temporal VAE compression mixes frames across timesteps,
+# which T-LoRA's per-timestep rank mask does not expect). The family reference has no "video"
+# field and class names are no guide (Kandinsky 5 image also uses a *3DModel class, Cosmos 2
+# image is CosmosTransformer3DModel), so this list is written by hand. cosmos3 is left out on
+# purpose: one family trains images, video and audio, and only the dataset says which.
+VIDEO_FAMILIES = (
+    "hunyuanvideo",
+    "infinitetalk",
+    "kandinsky5_video",
+    "longcat_video",
+    "ltxvideo",
+    "ltxvideo2",
+    "minimaxh3",
+    "sanavideo",
+    "wan",
+    "wan_s2v",
+)
+
+# Families that train the SDXL UNet (same down/mid/up block layout, diffusers FeedForward inside
+# BasicTransformerBlock): the LyCORIS FeedForward NaN hazard of SimpleTuner's LYCORIS.md applies.
+SDXL_UNET_FAMILIES = ("sdxl", "kolors")
+
+
+def _option_entry(spec: dict[str, Any]) -> dict[str, Any]:
+    """One option, stripped to what argparse does with it (dynamic choices are not enforced by
+    argparse, so they are not kept; the default is kept for messages and ``lyco explain``)."""
+    entry: dict[str, Any] = {"type": spec["type"]}
+    if spec.get("default") is not None:
+        entry["default"] = spec["default"]
+    if spec.get("choices") and not spec.get("dynamic_choices"):
+        entry["choices"] = spec["choices"]
+    if spec.get("aliases"):
+        entry["aliases"] = spec["aliases"]
+    if spec.get("json_shape"):
+        entry["shape"] = spec["json_shape"]
+    if spec.get("accepts_string"):
+        entry["accepts_string"] = True  # a checkbox that also takes a text value (a path)
+    return entry
+
+
+def _family_entry(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "flavours": spec.get("flavours") or [],
+        "default_flavour": spec.get("default_flavour"),
+        "model_class": spec.get("model_class_actual") or spec.get("model_class"),
+    }
+    if name in VIDEO_FAMILIES:
+        entry["video"] = True
+    if name in SDXL_UNET_FAMILIES:
+        entry["sdxl_unet"] = True
+    return entry
+
+
+def _family_aliases(families: dict[str, Any]) -> dict[str, str]:
+    """Registry names that are not ``--model_family`` choices, mapped to the family that has them."""
+    aliases = {}
+    for name, spec in (families.get("registry_names_outside_choices") or {}).items():
+        target = spec.get("same_class_as")
+        if target:
+            aliases[name] = target
+    for name, spec in families["families"].items():
+        for registered in spec.get("registered_as") or []:
+            if registered != name:
+                aliases.setdefault(registered, name)
+    return aliases
+
+
+def build(options_reference: dict[str, Any], families_reference: dict[str, Any]) -> dict[str, Any]:
+    options = options_reference["options"]
+    notes = options_reference.get("legacy_rename_notes", {})
+    serialised = set(options_reference.get("json_serialised_by_loader", []))
+    missing = [name for name in VIDEO_FAMILIES + SDXL_UNET_FAMILIES if name not in families_reference["families"]]
+    if missing:
+        raise SystemExit(f"hand-written family lists name families the reference lacks: {missing}")
+    return {
+        "source": options_reference.get("source"),
+        "families_source": families_reference.get("source"),
+        "generated_by": GENERATED_BY,
+        "allow_abbrev": bool(options_reference["parser"].get("allow_abbrev", True)),
+        "bool_values": options_reference["parser"]["bool_values"],
+        "required": sorted(options_reference["required"]),
+        "legacy_renames": {
+            old: {"new": new, "transform": notes.get(old, {}).get("transform", "identity").split(" ")[0],
+                  "stage": notes.get(old, {}).get("stage", "json_loader").split(" ")[0]}
+            for old, new in sorted(options_reference["legacy_renames"].items())
+        },
+        "ignored_keys": sorted(options_reference["ignored_keys"]),
+        "not_accepted": dict(sorted(options_reference.get("not_accepted_registry_keys", {}).items())),
+        "json_serialised": sorted(serialised),
+        "choice_aliases": {"lr_scheduler": {"cosine_with_warmup": "cosine"}},
+        "options": {name: _option_entry(spec) for name, spec in sorted(options.items())},
+        "families": {
+            name: _family_entry(name, spec) for name, spec in sorted(families_reference["families"].items())
+        },
+        "family_aliases": dict(sorted(_family_aliases(families_reference).items())),
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    # One option or family per line: small, and diffs stay readable when SimpleTuner changes.
+    lines = ["{"]
+    items = list(data.items())
+    for index, (key, value) in enumerate(items):
+        comma = "," if index < len(items) - 1 else ""
+        if key in ("options", "families") and value:
+            lines.append(f"  {json.dumps(key)}: {{")
+            entries = list(value.items())
+            for inner, (name, spec) in enumerate(entries):
+                inner_comma = "," if inner < len(entries) - 1 else ""
+                lines.append(f"    {json.dumps(name)}: {json.dumps(spec, ensure_ascii=False)}{inner_comma}")
+            lines.append(f"  }}{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; the file ships in the wheel
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=GENERATED_BY, description=__doc__.split("\n\n")[0])
+    parser.add_argument("source_options", type=Path, help="shared/reference/simpletuner_options.json")
+    parser.add_argument("source_families", type=Path, help="shared/reference/simpletuner_model_families.json")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    options_reference = json.loads(args.source_options.read_text(encoding="utf-8"))
+    families_reference = json.loads(args.source_families.read_text(encoding="utf-8"))
+    data = build(options_reference, families_reference)
+    write_atomically(args.output, render(data))
+    print(
+        f"wrote {args.output}: {len(data['options'])} options, {len(data['families'])} families "
+        f"({data['source']})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
