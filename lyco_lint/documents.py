@@ -170,27 +170,65 @@ class Document:
             at = "key"
 
 
-def resolve_lycoris_config(training: Document) -> tuple[Optional[Path], list[Path], str]:
-    """Find the LyCORIS config a training config points at, as SimpleTuner would.
+# SimpleTuner resolves `config/examples/X` inside its installed package (simpletuner/examples/X).
+BUNDLED_EXAMPLES_PREFIX = "config/examples/"
 
-    Returns the path found (or None), every place looked in order, and the reference as written.
-    Relative paths are tried against the training config's folder, then the current directory
-    (SimpleTuner resolves against its working directory, users usually write them relative to
-    the config file).
+
+def bundled_example(training: Document, reference: str) -> Optional[Path]:
+    """Where ``config/examples/X`` lies when the training config itself sits in a copy of SimpleTuner's
+    examples folder: the same file SimpleTuner would open from its package."""
+    if not reference.startswith(BUNDLED_EXAMPLES_PREFIX):
+        return None
+    rest = reference[len(BUNDLED_EXAMPLES_PREFIX) :]
+    for folder in training.path.resolve().parents:
+        if folder.name == "examples" and (folder / rest).is_file():
+            return folder / rest
+    return None
+
+
+def find_named_file(training: Document, reference: str) -> tuple[Optional[Path], list[Path]]:
+    """Find a file a training config names (its LyCORIS config, its data backend config).
+
+    Returns the path found (or None) and every place looked, in order. Relative paths are tried
+    against the training config's folder, then the current directory (SimpleTuner resolves against
+    its working directory; users usually write them relative to the config file), then as one of
+    SimpleTuner's bundled examples.
     """
-    reference = training.options.get("lycoris_config")
-    if not isinstance(reference, str) or not reference.strip():
-        reference = DEFAULT_LYCORIS_CONFIG
     candidate = Path(reference).expanduser()
-    if candidate.is_absolute():
-        places = [candidate]
-    else:
-        places = [training.path.parent / candidate, Path.cwd() / candidate]
-    seen: list[Path] = []
+    places = [candidate] if candidate.is_absolute() else [training.path.parent / candidate, Path.cwd() / candidate]
+    unique: list[Path] = []
     for place in places:
-        if place in seen:
-            continue
-        seen.append(place)
+        if place not in unique:
+            unique.append(place)
+    for place in unique:
         if place.is_file():
-            return place, seen, reference
-    return None, seen, reference
+            return place, unique
+    return bundled_example(training, reference), unique
+
+
+def resolve_lycoris_config(training: Document) -> tuple[Optional[Path], list[Path], str]:
+    """The LyCORIS config a training config points at, as SimpleTuner reads ``lycoris_config``
+    (SimpleTuner's default ``config/lycoris_config.json`` when it is not set).
+
+    Returns the path found (or None), every place looked, and the reference as written.
+    """
+    from .training_options import effective_text
+
+    reference = effective_text(training, "lycoris_config") or DEFAULT_LYCORIS_CONFIG
+    found, places = find_named_file(training, reference)
+    return found, places, reference
+
+
+def uses_lycoris(training: Document) -> bool:
+    """``lora_type`` is ``lycoris`` once SimpleTuner's loader and argparse have read it."""
+    from .training_options import uses_lycoris as reads_lycoris
+
+    return reads_lycoris(training)
+
+
+def model_family(training: Document) -> Optional[str]:
+    """The training config's ``model_family`` as SimpleTuner compares it (stripped, lower-cased)."""
+    from .training_options import effective_text
+
+    family = effective_text(training, "model_family")
+    return family.strip().lower() if family else None

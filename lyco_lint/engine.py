@@ -9,7 +9,16 @@ from typing import Iterable, Optional, Sequence
 
 from . import catalog
 from .catalog import Hit, Rule, Severity
-from .documents import LYCORIS, TRAINING, UNKNOWN, Document, LintContext, resolve_lycoris_config
+from .documents import (
+    LYCORIS,
+    TRAINING,
+    UNKNOWN,
+    Document,
+    LintContext,
+    model_family,
+    resolve_lycoris_config,
+    uses_lycoris,
+)
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
 
     # A training config brings its LyCORIS config, linted in the training config's context.
     for training in [d for d in documents.values() if d.kind == TRAINING]:
-        if training.options.get("lora_type") != "lycoris":
+        if not uses_lycoris(training):
             continue
         found, _places, _reference = resolve_lycoris_config(training)
         if found is None:
@@ -117,7 +126,7 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
         key = found.resolve()
         paired = documents.get(key) or Document.read(found, display_path(found))
         paired.forced_kind = LYCORIS
-        paired.context = LintContext(family=_family(training), training=training)
+        paired.context = LintContext(family=model_family(training), training=training)
         documents[key] = paired
         explicit[key] = True
 
@@ -132,11 +141,6 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
         result.findings.extend(lint_document(document, options))
     result.findings.sort(key=lambda f: (f.file, f.line, f.column, f.code))
     return result
-
-
-def _family(training: Document) -> Optional[str]:
-    family = training.options.get("model_family")
-    return family.strip().lower() if isinstance(family, str) else None
 
 
 def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:

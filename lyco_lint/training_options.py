@@ -23,9 +23,13 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from .explain import Topic, register_provider
+from .jsonpos import Member, join_pointer, to_python
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .documents import Document
 
 DATA_FILE = "simpletuner_options.json"
 
@@ -434,6 +438,76 @@ def _option_topic(name: str, description: str, rules: tuple[str, ...]) -> Topic:
         lines.append("Checked by: " + ", ".join(rules))
     lines.append(f"Read by: {topic_data['read_by']}")
     return Topic(name, "training-option", description.split(";")[0].rstrip("."), "\n".join(lines) + "\n", topic_data)
+
+
+# -- a training config as SimpleTuner reads it --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One top-level key of a training config, with what SimpleTuner makes of it."""
+
+    member: Member
+    resolution: KeyResolution
+    value: Any
+    output: LoaderOutput
+
+    @property
+    def pointer(self) -> str:
+        return join_pointer("", self.member.key)
+
+    @property
+    def option(self) -> Optional[str]:
+        return self.resolution.option
+
+    @property
+    def reaches_argparse(self) -> bool:
+        return bool(self.output.values)
+
+    @property
+    def text(self) -> Optional[str]:
+        """The last argument value as a string (what argparse keeps), or None for none/a bare flag."""
+        if not self.output.values or self.output.values[-1] is FLAG:
+            return None
+        return self.output.values[-1]
+
+
+def settings(document: "Document") -> list[Setting]:
+    if not document.is_object:
+        return []
+    found = []
+    for member in document.root.members:
+        resolution = resolve_key(member.key)
+        value = to_python(member.value)
+        found.append(Setting(member, resolution, value, loader_output(resolution.option, value)))
+    return found
+
+
+def effective(document: "Document", option_name: str) -> Optional[Setting]:
+    """The setting argparse ends up with for an option: the last key that passes it a value."""
+    chosen = None
+    for setting in settings(document):
+        if setting.option == option_name and passes_value(setting) and setting.reaches_argparse:
+            chosen = setting
+    return chosen
+
+
+def passes_value(setting: Setting) -> bool:
+    """False for legacy keys the loader inverts (``vae_cache_preprocess``): their value is not passed on."""
+    if setting.resolution.how != "legacy":
+        return True
+    return data()["legacy_renames"][setting.resolution.name]["transform"] == "identity"
+
+
+def effective_text(document: Optional["Document"], option_name: str) -> Optional[str]:
+    if document is None:
+        return None
+    setting = effective(document, option_name)
+    return setting.text if setting else None
+
+
+def uses_lycoris(document: "Document") -> bool:
+    return effective_text(document, "lora_type") == "lycoris"
 
 
 @register_provider

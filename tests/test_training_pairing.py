@@ -384,3 +384,22 @@ def test_fixtures_are_plain_json():
                 json.loads(path.read_text(encoding="utf-8"))
         else:
             json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_pairing_reads_keys_and_values_as_simpletuner_does(write):
+    """`--` keys, a family in capitals and a LyCORIS config found through `--lycoris_config` are paired, so
+    the LyCORIS config is linted in the training config's context (here: LYC205 against flux2)."""
+    write(DATASETS, "multidatabackend.json")
+    write({**LOKR, "apply_preset": {"target_module": ["Attention"]}}, "nested/lycoris.json")
+    config = {f"--{key}": value for key, value in training_config("FLUX2", lycoris_config="nested/lycoris.json").items()}
+    path = write(config, "config.json")
+    findings = lint_paths([str(path)]).findings
+    paired = [f for f in findings if f.file.endswith("nested/lycoris.json")]
+    assert [f.code for f in paired if f.code == "LYC205"] == ["LYC205"]
+    assert "flux2" in paired[0].message or any("flux2" in f.message for f in paired)
+
+
+def test_lora_type_standard_is_not_paired(write):
+    write({"algo": "lokr"}, "lycoris_config.json")  # broken, but not used
+    path = write(training_config("flux2", lora_type="standard"), "config.json")
+    assert not [f for f in lint_paths([str(path)]).findings if f.file.endswith("lycoris_config.json")]

@@ -21,112 +21,12 @@ from typing import Any, Iterator, Optional
 
 from .. import training_options as st
 from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, rule
-from ..documents import Document, resolve_lycoris_config
-from ..jsonpos import Member, join_pointer, to_python
+from ..documents import BUNDLED_EXAMPLES_PREFIX, Document, bundled_example, find_named_file, resolve_lycoris_config
+from ..training_options import Setting, effective, effective_text, passes_value, settings, uses_lycoris
+from ..jsonpos import join_pointer
 from ..schemas import did_you_mean
 
 # -- the training config as SimpleTuner reads it ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One top-level key of a training config, with what SimpleTuner makes of it."""
-
-    member: Member
-    resolution: st.KeyResolution
-    value: Any
-    output: st.LoaderOutput
-
-    @property
-    def pointer(self) -> str:
-        return join_pointer("", self.member.key)
-
-    @property
-    def option(self) -> Optional[str]:
-        return self.resolution.option
-
-    @property
-    def reaches_argparse(self) -> bool:
-        return bool(self.output.values)
-
-    @property
-    def text(self) -> Optional[str]:
-        """The last argument value as a string (what argparse keeps), or None for none/a bare flag."""
-        if not self.output.values or self.output.values[-1] is st.FLAG:
-            return None
-        return self.output.values[-1]
-
-
-def settings(document: Document) -> list[Setting]:
-    if not document.is_object:
-        return []
-    found = []
-    for member in document.root.members:
-        resolution = st.resolve_key(member.key)
-        value = to_python(member.value)
-        found.append(Setting(member, resolution, value, st.loader_output(resolution.option, value)))
-    return found
-
-
-def effective(document: Document, option_name: str) -> Optional[Setting]:
-    """The setting argparse ends up with for an option: the last key that passes it a value."""
-    chosen = None
-    for setting in settings(document):
-        if setting.option == option_name and _passes_value(setting) and setting.reaches_argparse:
-            chosen = setting
-    return chosen
-
-
-def _passes_value(setting: Setting) -> bool:
-    """False for legacy keys the loader inverts (``vae_cache_preprocess``): their value is not passed on."""
-    if setting.resolution.how != "legacy":
-        return True
-    return st.data()["legacy_renames"][setting.resolution.name]["transform"] == "identity"
-
-
-def effective_text(document: Optional[Document], option_name: str) -> Optional[str]:
-    if document is None:
-        return None
-    setting = effective(document, option_name)
-    return setting.text if setting else None
-
-
-def uses_lycoris(document: Document) -> bool:
-    return effective_text(document, "lora_type") == "lycoris"
-
-
-# -- files a training config names ----------------------------------------------------------------
-
-BUNDLED_EXAMPLES_PREFIX = "config/examples/"
-
-
-def bundled_example(training: Document, reference: str) -> Optional[Path]:
-    """Where ``config/examples/X`` lies when the training config itself sits in SimpleTuner's examples.
-
-    SimpleTuner resolves such values inside its installed package (``simpletuner/examples/X``);
-    a config linted inside a copy of that folder finds its neighbours the same way.
-    """
-    if not reference.startswith(BUNDLED_EXAMPLES_PREFIX):
-        return None
-    rest = reference[len(BUNDLED_EXAMPLES_PREFIX):]
-    for folder in training.path.resolve().parents:
-        if folder.name == "examples" and (folder / rest).is_file():
-            return folder / rest
-    return None
-
-
-def find_relative_file(training: Document, reference: str) -> tuple[Optional[Path], list[Path]]:
-    """Resolve a path as the LyCORIS config is resolved: the config's folder, then the current directory."""
-    candidate = Path(reference).expanduser()
-    places = [candidate] if candidate.is_absolute() else [training.path.parent / candidate, Path.cwd() / candidate]
-    unique: list[Path] = []
-    for place in places:
-        if place not in unique:
-            unique.append(place)
-    for place in unique:
-        if place.is_file():
-            return place, unique
-    return bundled_example(training, reference), unique
 
 
 def _places_text(places: list[Path]) -> str:
@@ -993,7 +893,7 @@ def training_option_wrong_type(document: Document) -> Iterator[Hit]:
         name = setting.option
         if name is None or setting.resolution.how == "ignored" or setting.output.placeholder:
             continue
-        if not _passes_value(setting):
+        if not passes_value(setting):
             continue  # inverted booleans: the loader takes any truthy/falsy value
         yield from _wrong_type_hits(setting, name)
 
@@ -1142,7 +1042,7 @@ def data_backend_config_not_found(document: Document) -> Iterator[Hit]:
     setting = effective(document, "data_backend_config")
     if setting is None or setting.text is None or setting.output.placeholder:
         return
-    found, places = find_relative_file(document, setting.text)
+    found, places = find_named_file(document, setting.text)
     if found is not None:
         return
     bundled = setting.text.startswith(BUNDLED_EXAMPLES_PREFIX)
