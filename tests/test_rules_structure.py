@@ -43,6 +43,12 @@ def test_lyc002_counts_dashed_and_plain_training_keys_as_one(lint):
     assert "LYC002" not in codes(lint('{"model_type": "lora"}', name="config.json"))
 
 
+def test_lyc002_counts_an_option_and_its_legacy_name_as_one(lint):
+    text = '{"model_type": "lora", "validation_steps": 100, "validation_step_interval": 200}'
+    duplicate = only(lint(text, name="config.json"), "LYC002")
+    assert len(duplicate) == 1 and "validation_steps" in duplicate[0]["message"]
+
+
 def test_lyc003_wrong_root_type(lint):
     findings = lint('[{"algo": "lora"}]')
     assert codes(findings) == ["LYC003"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, engine_rule, rule
-from ..documents import Document, option_name
+from ..documents import Document
 from ..jsonpos import join_pointer, walk
 from ..schemas import LYCORIS_CONFIG_ID, SchemaProblem, check_document, did_you_mean, schema
 
@@ -57,8 +57,9 @@ engine_rule(
     ERROR,
     applies_to=(LYCORIS, TRAINING),
     summary=(
-        "Reports a key that appears twice in one object. In a training config `k` and `--k` count as the "
-        "same option, because SimpleTuner strips the dashes."
+        "Reports a key that appears twice in one object. In a training config `k` and `--k`, an option and its "
+        "alias or legacy name (`validation_steps`, `validation_step_interval`) count as the same option: "
+        "SimpleTuner strips the dashes and argparse keeps the last value."
     ),
     why=(
         "Python's json module keeps the last value without a word, so the earlier setting is silently "
@@ -68,13 +69,12 @@ engine_rule(
     fixed='{"algo": "lokr", "factor": 8}',
 )
 def duplicate_key(document: Document) -> Iterator[Hit]:
-    strip_dashes = document.kind == TRAINING
     for pointer, node, _member in walk(document.root):
         if node.kind != "object":
             continue
         first_spelling: dict[str, str] = {}
         for member in node.members:
-            name = option_name(member.key) if strip_dashes and pointer == "" else member.key
+            name = _training_option(member.key) if document.kind == TRAINING and pointer == "" else member.key
             if name not in first_spelling:
                 first_spelling[name] = member.key
                 continue
@@ -86,6 +86,14 @@ def duplicate_key(document: Document) -> Iterator[Hit]:
                 f"other is silently lost: delete one of them",
                 at="key",
             )
+
+
+def _training_option(key: str) -> str:
+    """The option a training config key sets: `--k`, an alias and a legacy name of one option are one."""
+    from ..training_options import resolve_key
+
+    resolution = resolve_key(key)
+    return resolution.option or resolution.name
 
 
 # -- schema-derived rules -----------------------------------------------------------------------
