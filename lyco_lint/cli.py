@@ -73,7 +73,8 @@ def lint_command(
     raise typer.Exit(exit_status(result.findings, strict))
 
 
-@app.command("explain")
+# ignore_unknown_options: `lyco explain --lora_type` asks about a training option written with dashes
+@app.command("explain", context_settings={"ignore_unknown_options": True})
 def explain_command(
     topic: Optional[str] = typer.Argument(None, help="A rule code or name (LYC011, unknown-key), a field (linear_dim, apply_preset.target_module) or an algo (lokr).", show_default=False),
     output_format: str = typer.Option("text", "--format", "-f", help="text or json."),

@@ -154,3 +154,8 @@ def test_explain_json_for_a_field_carries_schema_facts(capsys):
 def test_explain_unknown_topic_suggests(capsys):
     status, _, err = run(capsys, "explain", "linear_dims")
     assert status == 2 and "linear_dim" in err
+
+
+def test_explain_accepts_a_training_option_written_with_dashes(capsys):
+    status, out, _ = run(capsys, "explain", "--lora_type")
+    assert status == 0 and out.startswith("# lora_type")
