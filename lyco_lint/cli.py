@@ -114,6 +114,17 @@ def explain_command(
         sys.stdout.write(found.markdown)
 
 
+@app.command("train")
+def train_command(
+    config: str = typer.Argument(..., help="The training config (SimpleTuner-style config.json).", show_default=False),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Lint, find the data and print the plan (data, steps, batch); load nothing, write nothing."),
+) -> None:
+    """Train a LyCORIS adapter from a SimpleTuner config.json; refuses to start while `lyco lint` reports errors."""
+    from lyco_train import run
+
+    raise typer.Exit(run(config, dry_run=dry_run))
+
+
 _KIND_TITLES = {
     "rule": "Rules",
     "field": "LyCORIS config fields",

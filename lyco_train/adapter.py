@@ -1,0 +1,202 @@
+"""The LyCORIS network: build it from the LyCORIS config the way SimpleTuner does, T-LoRA masks, save, load.
+
+Build order (``lycoris-4.1.3.md`` §11): reset ``LycorisNetwork``'s class-level preset state (it leaks
+between networks in one process, §7.3) → ``apply_preset`` → ``create_lycoris`` → refuse zero modules →
+``apply_to`` → adapter parameters in float32 (the base model may be bf16; autocast does the compute).
+
+T-LoRA (§15): one ``(1, rank)`` mask per forward — a ``(batch, rank)`` mask crashes on token inputs — so
+the training step runs one forward per sample when the batch holds several timesteps. The mask stays set
+until that sample's backward is done: with gradient checkpointing the backward recomputes the forward, and
+it must see the same ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from .config import ConfigError
+
+# LycorisNetwork's class attributes as lycoris-lora 4.1.3 ships them (§7.3).
+PRESET_DEFAULTS: dict[str, Any] = {
+    "ENABLE_CONV": True,
+    "TARGET_REPLACE_MODULE": ["Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm"],
+    "TARGET_REPLACE_NAME": [],
+    "MODULE_ALGO_MAP": {},
+    "NAME_ALGO_MAP": {},
+    "LORA_PREFIX": "lycoris",
+    "USE_FNMATCH": False,
+    "TARGET_EXCLUDE_NAME": [],
+}
+TLORA_BUFFERS = ("base_q", "base_p", "base_lambda")  # recomputed from the base weights, never saved (§13)
+WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class TloraSchedule:
+    max_rank: int
+    min_rank: int
+    alpha: float
+    max_timestep: int
+    group_ids: tuple[int, ...]
+
+
+@dataclass
+class Adapter:
+    network: Any  # lycoris.LycorisNetwork
+    config: dict[str, Any]  # the complete LyCORIS config (multiplier, linear_dim, linear_alpha filled in)
+    tlora: Optional[TloraSchedule]
+
+    def parameters(self) -> list:
+        return [p for p in self.network.parameters() if p.requires_grad]
+
+
+def reset_lycoris_class_state() -> None:
+    from lycoris import LycorisNetwork
+
+    for name, value in PRESET_DEFAULTS.items():
+        setattr(LycorisNetwork, name, copy.deepcopy(value))
+
+
+def complete_config(lycoris_config: dict[str, Any]) -> dict[str, Any]:
+    """The LyCORIS config with the values the run uses for the keys SimpleTuner reads with a default."""
+    complete = copy.deepcopy(lycoris_config)
+    complete["multiplier"] = float(complete.get("multiplier", 1.0))
+    complete["linear_dim"] = int(complete.get("linear_dim", 4))
+    complete["linear_alpha"] = float(complete.get("linear_alpha", 1.0))
+    if complete.get("algo") == "tlora":
+        complete["tlora_min_rank"] = int(complete.get("tlora_min_rank", 1))
+        complete["tlora_alpha"] = float(complete.get("tlora_alpha", 1.0))
+    return complete
+
+
+def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device, family_targets: tuple[str, ...], max_timestep: int) -> Adapter:
+    import torch
+    from lycoris import LycorisNetwork, create_lycoris
+
+    complete = complete_config(lycoris_config)
+    kwargs = copy.deepcopy(complete)
+    reset_lycoris_class_state()
+    preset = kwargs.pop("apply_preset", None)
+    if preset:
+        LycorisNetwork.apply_preset(preset)
+    multiplier = kwargs.pop("multiplier")
+    linear_dim = kwargs.pop("linear_dim")
+    linear_alpha = kwargs.pop("linear_alpha")
+    min_rank = kwargs.pop("tlora_min_rank", 1)
+    tlora_alpha = kwargs.pop("tlora_alpha", 1.0)
+    denoiser.requires_grad_(False)
+    torch.manual_seed(seed)  # adapter initialisation (and T-LoRA's random init) is part of the run's seed
+    with quiet_lycoris(), one_gc_collect():
+        network = create_lycoris(denoiser, multiplier, linear_dim, linear_alpha, **kwargs)
+    if not network.loras:
+        targets = (preset or {}).get("target_module", "every Linear/Conv (no apply_preset)")
+        raise ConfigError(
+            f"the LyCORIS config adapts no module of the {type(denoiser).__name__} (target_module {targets}); "
+            f"this model's classes include {', '.join(family_targets)} — run `lyco lint` on the config"
+        )
+    network.apply_to()
+    network.to(device, dtype=torch.float32)
+    network.requires_grad_(True)
+    network.train()
+    schedule = None
+    if complete.get("algo") == "tlora":
+        groups = sorted({getattr(module, "mask_group_id", 0) for module in network.loras})
+        schedule = TloraSchedule(linear_dim, min_rank, tlora_alpha, max_timestep, tuple(groups))
+    return Adapter(network, complete, schedule)
+
+
+@contextlib.contextmanager
+def quiet_lycoris() -> Iterator[None]:
+    """LyCORIS logs INFO lines to stdout; keep its warnings, drop the chatter."""
+    logger = logging.getLogger("LyCORIS")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def one_gc_collect() -> Iterator[None]:
+    """T-LoRA's init calls gc.collect() after each module's SVD: 0.2 s apiece once torch, diffusers and
+    transformers are loaded, minutes on a real model. Tensors are freed by reference counting anyway, so
+    collect once, at the end."""
+    import gc
+    import types
+
+    from lycoris.modules import tlora
+
+    original = getattr(tlora, "gc", None)
+    if original is not None:
+        tlora.gc = types.SimpleNamespace(collect=lambda *args: 0)
+    try:
+        yield
+    finally:
+        if original is not None:
+            tlora.gc = original
+        gc.collect()
+
+
+@contextlib.contextmanager
+def timestep_mask(adapter: Adapter, timestep: float) -> Iterator[None]:
+    """Set the T-LoRA rank mask of one timestep (0–max_timestep scale) for a forward and its backward."""
+    if adapter.tlora is None:
+        yield
+        return
+    from lycoris.modules.tlora import clear_timestep_mask, compute_timestep_mask, set_timestep_mask
+
+    schedule = adapter.tlora
+    mask = compute_timestep_mask(int(timestep), schedule.max_timestep, schedule.max_rank, schedule.min_rank, schedule.alpha)
+    for group in schedule.group_ids:
+        set_timestep_mask(mask, group)
+    try:
+        yield
+    finally:
+        for group in schedule.group_ids:
+            clear_timestep_mask(group)
+
+
+def active_ranks(adapter: Adapter, timestep: float) -> int:
+    """How many ranks a T-LoRA forward at this timestep trains (for metrics and tests)."""
+    from lycoris.modules.tlora import compute_timestep_mask
+
+    schedule = adapter.tlora
+    mask = compute_timestep_mask(int(timestep), schedule.max_timestep, schedule.max_rank, schedule.min_rank, schedule.alpha)
+    return int(mask.sum().item())
+
+
+def save_adapter(adapter: Adapter, path: Path, metadata: dict[str, str]) -> None:
+    """Write the adapter (float32) with its metadata; atomic (temp file, then rename)."""
+    import torch
+
+    full = {"lycoris_config": json.dumps(adapter.config), **metadata}
+    temporary = path.with_name(f".{path.stem}.tmp.safetensors")
+    adapter.network.save_weights(str(temporary), torch.float32, full)
+    os.replace(temporary, path)
+
+
+def load_adapter_weights(adapter: Adapter, path: Path) -> None:
+    """Load saved weights into the built network; any key that does not fit is an error, except T-LoRA's base
+    buffers, which LyCORIS does not save and which were recomputed identically from the same base weights."""
+    result = adapter.network.load_weights(str(path))
+    adapter.network.weights_sd = None  # load_weights keeps the dict; the values are in the modules now
+    missing = list(result.get("missing keys", []))
+    if adapter.tlora is not None:
+        missing = [key for key in missing if key.rsplit(".", 1)[-1] not in TLORA_BUFFERS]
+    unexpected = list(result.get("unexpected keys", []))
+    if missing or unexpected:
+        detail = "; ".join(
+            part for part in (f"missing {', '.join(missing[:5])}" if missing else "", f"unexpected {', '.join(unexpected[:5])}" if unexpected else "") if part
+        )
+        raise ConfigError(
+            f"{path} does not match the network built from the LyCORIS config ({detail}); "
+            "resume with the LyCORIS config and model the checkpoint was trained with"
+        )

@@ -1,0 +1,105 @@
+"""VAE latents and prompt embeddings, encoded once and kept as safetensors files keyed by content.
+
+A latent's file name hashes the image bytes, its training size, the crop mode and the VAE (config files,
+weight sizes, dtype); a prompt's hashes the prompt and the text encoder. A changed image or caption gets a
+new key and is encoded; an unchanged one is read from disk. The encoders are loaded only when something is
+missing, and are dropped (and the accelerator's memory released) as soon as the caches are complete.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import TrainConfig
+from .data import DataPlan, Sample
+
+ENCODE_BATCH = 8
+
+
+@dataclass
+class CacheReport:
+    images_encoded: int
+    images_cached: int
+    prompts_encoded: int
+    prompts_cached: int
+
+
+def build_caches(config: TrainConfig, plan: DataPlan, family: ModuleType, device: torch.device, say: Callable[[str], None]) -> CacheReport:
+    missing_images = [sample for sample in plan.samples if not sample.latent_file.is_file()]
+    missing_prompts = [prompt for prompt, path in plan.prompt_files.items() if not path.is_file()]
+    if missing_images:
+        say(f"encoding {len(missing_images)} image(s) with the VAE")
+        encode_missing_images(config, family, missing_images, device)
+        free_accelerator(device)
+    if missing_prompts:
+        say(f"encoding {len(missing_prompts)} prompt(s) with the text encoder")
+        encode_missing_prompts(config, family, plan, missing_prompts, device)
+        free_accelerator(device)
+    return CacheReport(
+        images_encoded=len(missing_images),
+        images_cached=len(plan.samples) - len(missing_images),
+        prompts_encoded=len(missing_prompts),
+        prompts_cached=len(plan.prompt_files) - len(missing_prompts),
+    )
+
+
+def encode_missing_images(config: TrainConfig, family: ModuleType, samples: list[Sample], device: torch.device) -> None:
+    vae = family.load_vae(config).to(device)
+    for sample in samples:  # one at a time: sizes differ between buckets
+        with torch.no_grad():
+            latents = family.encode_images(vae, load_pixels(sample).unsqueeze(0))
+        write_tensor(sample.latent_file, "latents", latents[0])
+    vae.to("cpu")  # the VAE leaves the accelerator; it is garbage once this function returns
+
+
+def encode_missing_prompts(config: TrainConfig, family: ModuleType, plan: DataPlan, prompts: list[str], device: torch.device) -> None:
+    tokenizer, model = family.load_text_encoder(config)
+    model.to(device)
+    for start in range(0, len(prompts), ENCODE_BATCH):
+        chunk = prompts[start : start + ENCODE_BATCH]
+        embeds = family.encode_prompts((tokenizer, model), chunk, config)
+        for prompt, embed in zip(chunk, embeds):
+            write_tensor(plan.prompt_files[prompt], "prompt_embeds", embed)
+    model.to("cpu")
+
+
+def load_pixels(sample: Sample) -> torch.Tensor:
+    """The image at its training size: scaled to cover it, cut at the centre; (3, H, W) in [-1, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    width, height = sample.size
+    with Image.open(sample.path) as image:
+        image = image.convert("RGB")
+        scale = max(width / image.width, height / image.height)
+        resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))), Image.LANCZOS)
+    left = (resized.width - width) // 2
+    top = (resized.height - height) // 2
+    cropped = resized.crop((left, top, left + width, top + height))
+    array = torch.from_numpy(np.asarray(cropped, dtype=np.float32).copy())
+    return array.permute(2, 0, 1) / 127.5 - 1.0
+
+
+def write_tensor(path: Path, name: str, tensor: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    save_file({name: tensor.detach().to("cpu").contiguous()}, str(temporary))
+    os.replace(temporary, path)
+
+
+def read_tensor(path: Path, name: str) -> torch.Tensor:
+    return load_file(str(path))[name]
+
+
+def free_accelerator(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

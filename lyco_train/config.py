@@ -1,0 +1,415 @@
+"""Read a SimpleTuner-style ``config.json``, its LyCORIS config and its ``multidatabackend.json``
+into one validated :class:`TrainConfig`.
+
+Keys are read as SimpleTuner reads them (``/work/shared/reference/simpletuner-compat.md`` §1): a leading
+``--`` is optional, ``null``/``""``/the string ``"false"`` mean "not set", legacy names are renamed, and
+every option lyco train implements gets SimpleTuner's default. Anything lyco train cannot honour is a
+:class:`ConfigError` whose message names the option and says how to fix it. No torch here: this runs
+before anything heavy is loaded (and in ``--dry-run``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import options as table
+
+BOOL_TRUE = {"1", "true", "yes", "y", "on"}
+BOOL_FALSE = {"0", "false", "no", "n", "off"}
+OPTIMIZERS = ("adamw_bf16", "torch-adamw", "torch-adam")
+
+
+class ConfigError(Exception):
+    """A config problem the user must fix; the message says what, where and how."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One local image dataset of multidatabackend.json."""
+
+    id: str
+    instance_data_dir: Path
+    caption_strategy: str  # textfile | filename | instanceprompt
+    instance_prompt: Optional[str]
+    resolution: float
+    resolution_type: str  # pixel | area | pixel_area
+    crop: bool  # True: centre crop to a square; False: aspect buckets
+    repeats: int
+    cache_dir_vae: Path
+
+
+@dataclass(frozen=True)
+class TextEmbedSpec:
+    id: str
+    cache_dir: Path
+
+
+@dataclass
+class TrainConfig:
+    path: Path
+    options: dict[str, Any]
+    lycoris: dict[str, Any]
+    lycoris_path: Path
+    datasets: list[DatasetSpec]
+    text_embeds: TextEmbedSpec
+    notes: list[str] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        # Options read as attributes (config.learning_rate); only called for names that are not fields.
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(name)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.options["output_dir"])
+
+
+# -- config.json ------------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    config_path = Path(path)
+    raw = _read_json(config_path, "training config")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: the top level must be a JSON object of options")
+    notes: list[str] = []
+    values = read_options(raw, str(config_path), notes)
+    check_choices(values, str(config_path))
+    lycoris_path = find_next_to(values["lycoris_config"], config_path, "lycoris_config")
+    lycoris = _read_json(lycoris_path, "LyCORIS config")
+    if not isinstance(lycoris, dict):
+        raise ConfigError(f"{lycoris_path}: a LyCORIS config is a JSON object ({{\"algo\": ...}})")
+    backend_path = find_next_to(values["data_backend_config"], config_path, "data_backend_config")
+    datasets, text_embeds = read_data_backends(backend_path, values)
+    return TrainConfig(config_path, values, lycoris, lycoris_path, datasets, text_embeds, notes)
+
+
+def read_options(raw: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    """Typed values of every implemented option (SimpleTuner defaults filled in); notes for the rest."""
+    given: dict[str, Any] = {}
+    at_default: list[str] = []
+    cosmetic: list[str] = []
+    for key, value in raw.items():
+        name = key[2:] if key.startswith("--") else key
+        name = table.LEGACY_RENAMES.get(name, name)
+        if name in table.LOADER_IGNORED:
+            continue  # SimpleTuner's loader drops these too
+        if _loader_drops(value):
+            continue  # null, "" and "false" leave SimpleTuner's default in place
+        if name in table.IMPLEMENTED:
+            given[name] = parse_value(name, value, where)
+        elif name in table.COSMETIC:
+            required = table.COSMETIC_REQUIRED.get(name)
+            if required is not None and _as_plain(value) != required[0]:
+                raise ConfigError(f"{where}: {key}: {required[1]}")
+            cosmetic.append(name)
+        else:
+            _check_not_implemented(name, key, value, where)
+            at_default.append(name)
+    values = {name: default for name, (_kind, default) in table.IMPLEMENTED.items()}
+    values.update(given)
+    for name in table.simpletuner_required():
+        if name not in given:
+            raise ConfigError(f"{where}: '{name}' is required (SimpleTuner requires it too); add \"{name}\": ...")
+    normalise(values)
+    if cosmetic:
+        notes.append(f"not used by lyco train (no effect on the weights): {', '.join(sorted(cosmetic))}")
+    if at_default:
+        notes.append(f"at SimpleTuner's default, not read by lyco train: {', '.join(sorted(at_default))}")
+    return values
+
+
+def _loader_drops(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, str) and value.strip().lower() == "false")
+
+
+def _as_plain(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in BOOL_TRUE | BOOL_FALSE:
+        return value.strip().lower() in BOOL_TRUE
+    return value
+
+
+def _check_not_implemented(name: str, key: str, value: Any, where: str) -> None:
+    spec = table.simpletuner_option(name)
+    if spec is None:
+        raise ConfigError(
+            f"{where}: unknown option '{key}': SimpleTuner rejects it too; check the spelling (`lyco lint` suggests the nearest option)"
+        )
+    default = spec.get("default")
+    if _same_value(value, default):
+        return
+    raise ConfigError(
+        f"{where}: '{key}' is set to {json.dumps(value)} but lyco train does not implement {name} "
+        f"(SimpleTuner's default is {json.dumps(default)}); remove it or set it to the default, "
+        "or train this config with SimpleTuner"
+    )
+
+
+def _same_value(value: Any, default: Any) -> bool:
+    value = _as_plain(value)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value is default or (value is True and default is True)
+    if isinstance(default, (int, float)) and isinstance(value, (int, float, str)):
+        try:
+            return float(value) == float(default)
+        except ValueError:
+            return False
+    return value == default or str(value) == str(default)
+
+
+def parse_value(name: str, value: Any, where: str) -> Any:
+    """Convert a JSON value as SimpleTuner's loader + argparse would, or explain why it cannot."""
+    kind, _default = table.IMPLEMENTED[name]
+    shown = json.dumps(value)
+    if isinstance(value, (list, dict)):
+        raise ConfigError(f"{where}: {name}: expected a single value, got {shown}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in BOOL_TRUE | BOOL_FALSE:
+            return text in BOOL_TRUE
+        raise ConfigError(f"{where}: {name}: expected true or false, got {shown}")
+    if value is True or value is False:
+        raise ConfigError(f"{where}: {name}: expected a {_kind_name(kind)}, got {shown}")
+    if kind is int:
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+            return int(value)
+        raise ConfigError(f"{where}: {name}: expected a whole number, got {shown} (write it without a decimal point)")
+    if kind is float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {name}: expected a number, got {shown}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: {name}: expected a finite number, got {shown}")
+        return number
+    if isinstance(kind, tuple):
+        text = str(value)
+        if name == "model_family":
+            text = text.strip().lower()
+        return text
+    return str(value)
+
+
+def _kind_name(kind: Any) -> str:
+    return {int: "whole number", float: "number", str: "string"}.get(kind, "value")
+
+
+def normalise(values: dict[str, Any]) -> None:
+    """SimpleTuner's own rewrites (compat §1.1) plus the meaning of 0 for a few counters."""
+    if values.get("model_family"):
+        values["model_family"] = values["model_family"].strip().lower()
+    if values["lr_scheduler"] == "cosine_with_warmup":
+        values["lr_scheduler"] = "cosine"
+    if values["lr_scheduler"] == "constant" and values["lr_warmup_steps"] > 0:
+        values["lr_scheduler"] = "constant_with_warmup"
+    if values["max_train_steps"] is not None and values["max_train_steps"] <= 0:
+        values["max_train_steps"] = None
+
+
+def check_choices(values: dict[str, Any], where: str) -> None:
+    """Values lyco train cannot train with, each with the fix."""
+    for name, (kind, _default) in table.IMPLEMENTED.items():
+        if isinstance(kind, tuple) and values[name] is not None and values[name] not in kind:
+            raise ConfigError(f"{where}: {name}: '{values[name]}' is not one of {', '.join(kind)}")
+    if values["model_type"] != "lora":
+        raise ConfigError(f"{where}: model_type: lyco train trains LyCORIS adapters only; set \"model_type\": \"lora\"")
+    if values["lora_type"] != "lycoris":
+        raise ConfigError(
+            f"{where}: lora_type: lyco train trains LyCORIS adapters only; set \"lora_type\": \"lycoris\" and point lycoris_config at a LyCORIS config"
+        )
+    if values["mixed_precision"] not in ("bf16", "no"):
+        raise ConfigError(f"{where}: mixed_precision '{values['mixed_precision']}' is not implemented; use \"bf16\" or \"no\"")
+    if values["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(f"{where}: optimizer '{values['optimizer']}' is not implemented; choose one of {', '.join(OPTIMIZERS)}")
+    if values["caption_strategy"] not in ("filename", "textfile", "instance_prompt"):
+        raise ConfigError(f"{where}: caption_strategy '{values['caption_strategy']}' is not implemented; use textfile, filename or instanceprompt")
+    positive = ("train_batch_size", "gradient_accumulation_steps")
+    for name in positive:
+        if values[name] < 1:
+            raise ConfigError(f"{where}: {name} must be at least 1, got {values[name]}")
+    if not 0.0 <= values["caption_dropout_probability"] <= 1.0:
+        raise ConfigError(f"{where}: caption_dropout_probability must be between 0 and 1, got {values['caption_dropout_probability']}")
+    if values["max_train_steps"] is None and values["num_train_epochs"] < 1:
+        raise ConfigError(f"{where}: set max_train_steps or num_train_epochs to a positive number")
+    if values["learning_rate"] <= 0:
+        raise ConfigError(f"{where}: learning_rate must be positive, got {values['learning_rate']}")
+    if values["lr_scheduler"] == "sine" and values["lr_warmup_steps"] <= 0:
+        raise ConfigError(f"{where}: lr_scheduler sine uses lr_warmup_steps as its half period (as SimpleTuner does); set lr_warmup_steps > 0")
+    if values["lr_scheduler"] == "polynomial" and values["lr_end"] >= values["learning_rate"]:
+        raise ConfigError(f"{where}: lr_scheduler polynomial decays to lr_end ({values['lr_end']}), which must be below learning_rate ({values['learning_rate']})")
+    if values["checkpoints_total_limit"] is not None and values["checkpoints_total_limit"] < 1:
+        raise ConfigError(f"{where}: checkpoints_total_limit must be at least 1, got {values['checkpoints_total_limit']}")
+
+
+def find_next_to(value: Optional[str], config_path: Path, name: str) -> Path:
+    """A file named in config.json: next to config.json first, then relative to the current directory."""
+    if not value:
+        raise ConfigError(f"{config_path}: '{name}' is required; give the path of the file")
+    candidate = Path(value).expanduser()
+    places = [candidate] if candidate.is_absolute() else [config_path.parent / candidate, Path.cwd() / candidate]
+    for place in places:
+        if place.is_file():
+            return place
+    tried = ", ".join(str(place) for place in places)
+    raise ConfigError(f"{config_path}: {name}: file '{value}' not found (looked at {tried})")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read the {what} {path}: {error.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
+
+
+# -- multidatabackend.json ----------------------------------------------------------------------------
+
+IMAGE_KEYS = {
+    "id", "type", "dataset_type", "instance_data_dir", "caption_strategy", "instance_prompt", "resolution",
+    "resolution_type", "crop", "crop_style", "crop_aspect", "repeats", "cache_dir_vae", "disabled", "disable",
+    "text_embeds",
+}
+TEXT_EMBED_KEYS = {"id", "type", "dataset_type", "cache_dir", "default", "disabled", "disable"}
+
+
+def read_data_backends(path: Path, values: dict[str, Any]) -> tuple[list[DatasetSpec], TextEmbedSpec]:
+    entries = _read_json(path, "data backend config")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: a data backend config is a non-empty JSON list of dataset objects")
+    images, embeds, seen = [], [], set()
+    for index, entry in enumerate(entries):
+        where = f"{path}: entry {index}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: each dataset is a JSON object")
+        if _flag(entry, "disabled", where) or _flag(entry, "disable", where):
+            continue
+        ident = entry.get("id")
+        if not isinstance(ident, str) or not ident.strip():
+            raise ConfigError(f"{where}: each dataset needs a unique non-empty 'id'")
+        where = f"{path}: dataset '{ident}'"
+        if ident in seen:
+            raise ConfigError(f"{where}: id '{ident}' is used twice; each dataset needs a unique 'id'")
+        seen.add(ident)
+        kind = entry.get("dataset_type", "image")
+        if entry.get("type", "local") != "local":
+            raise ConfigError(f"{where}: type '{entry.get('type')}' is not implemented; lyco train reads local folders (\"type\": \"local\")")
+        if kind == "image":
+            images.append((where, entry))
+        elif kind == "text_embeds":
+            embeds.append((where, entry))
+        else:
+            raise ConfigError(f"{where}: dataset_type '{kind}' is not implemented; lyco train reads image datasets and one text_embeds cache")
+    text_embeds = _text_embed_spec(path, embeds, values)
+    datasets = [_image_spec(where, entry, values, text_embeds) for where, entry in images]
+    if not datasets:
+        raise ConfigError(f"{path}: no enabled image dataset; add one with \"dataset_type\": \"image\" (the default) and \"instance_data_dir\"")
+    cache_dirs: dict[Path, str] = {}
+    for spec in datasets:
+        key = spec.cache_dir_vae.resolve()
+        if key in cache_dirs:
+            raise ConfigError(f"{path}: datasets '{cache_dirs[key]}' and '{spec.id}' share cache_dir_vae {spec.cache_dir_vae}; give each its own folder")
+        cache_dirs[key] = spec.id
+    return datasets, text_embeds
+
+
+def _unknown_keys(where: str, entry: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: {', '.join(repr(key) for key in unknown)} not implemented by lyco train "
+            f"(it reads {', '.join(sorted(allowed))}); remove {'them' if len(unknown) > 1 else 'it'}"
+        )
+
+
+def _flag(entry: dict[str, Any], key: str, where: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be true or false, got {json.dumps(value)}")
+    return value
+
+
+def _text_embed_spec(path: Path, embeds: list, values: dict[str, Any]) -> TextEmbedSpec:
+    family = values.get("model_family") or "model"
+    if not embeds:
+        # SimpleTuner creates this backend itself when the file has none.
+        return TextEmbedSpec("text-embeds", Path(values["output_dir"]) / "cache" / "text" / family)
+    if len(embeds) > 1:
+        names = ", ".join(entry["id"] for _where, entry in embeds)
+        raise ConfigError(f"{path}: several text_embeds entries ({names}); lyco train uses one, so keep one and disable the others")
+    where, entry = embeds[0]
+    _unknown_keys(where, entry, TEXT_EMBED_KEYS)
+    _flag(entry, "default", where)
+    cache_dir = entry.get("cache_dir") or values.get("cache_dir_text") or "cache"
+    if not isinstance(cache_dir, str):
+        raise ConfigError(f"{where}: cache_dir must be a folder path")
+    return TextEmbedSpec(entry["id"], Path(cache_dir))
+
+
+def _image_spec(where: str, entry: dict[str, Any], values: dict[str, Any], text_embeds: TextEmbedSpec) -> DatasetSpec:
+    _unknown_keys(where, entry, IMAGE_KEYS)
+    ident = entry["id"]
+    folder = entry.get("instance_data_dir")
+    if not isinstance(folder, str) or not folder:
+        raise ConfigError(f"{where}: 'instance_data_dir' (the folder of images) is required")
+    strategy = entry.get("caption_strategy", values["caption_strategy"])
+    if strategy == "instance_prompt":
+        raise ConfigError(f"{where}: caption_strategy 'instance_prompt' is rejected by SimpleTuner's caption code; write 'instanceprompt'")
+    if strategy not in ("textfile", "filename", "instanceprompt"):
+        raise ConfigError(f"{where}: caption_strategy '{strategy}' is not implemented; use textfile, filename or instanceprompt")
+    prompt = entry.get("instance_prompt", values["instance_prompt"])
+    if strategy == "instanceprompt" and not (isinstance(prompt, str) and prompt.strip()):
+        raise ConfigError(f"{where}: caption_strategy instanceprompt needs 'instance_prompt' (the caption for every image)")
+    resolution = entry.get("resolution", values["resolution"])
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or resolution <= 0:
+        raise ConfigError(f"{where}: resolution must be a positive number, got {json.dumps(resolution)}")
+    resolution_type = entry.get("resolution_type", values["resolution_type"])
+    if resolution_type not in ("pixel", "area", "pixel_area"):
+        raise ConfigError(f"{where}: resolution_type '{resolution_type}' is not one of pixel, area, pixel_area")
+    crop = _flag(entry, "crop", where)
+    if crop:
+        style = entry.get("crop_style", "random")
+        if style not in ("center", "centre"):
+            raise ConfigError(
+                f"{where}: crop_style '{style}'{' (SimpleTuner default)' if 'crop_style' not in entry else ''} is not implemented; "
+                "lyco train crops at the centre: set \"crop_style\": \"center\", or remove crop to train on aspect buckets"
+            )
+        aspect = entry.get("crop_aspect", "square")
+        if aspect != "square":
+            raise ConfigError(f"{where}: crop_aspect '{aspect}' is not implemented; lyco train crops squares (\"crop_aspect\": \"square\")")
+    repeats = entry.get("repeats", 0)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
+        raise ConfigError(f"{where}: repeats must be a whole number >= 0 (0 = each image once per epoch), got {json.dumps(repeats)}")
+    embeds_id = entry.get("text_embeds", text_embeds.id)
+    if embeds_id != text_embeds.id:
+        raise ConfigError(f"{where}: text_embeds '{embeds_id}' is not the id of the text_embeds entry ('{text_embeds.id}')")
+    cache_dir = entry.get("cache_dir_vae")
+    if cache_dir is None and values.get("cache_dir_vae"):
+        cache_dir = str(Path(values["cache_dir_vae"]) / ident)
+    if cache_dir is None:
+        family = values.get("model_family") or "model"
+        cache_dir = str(Path(values["output_dir"]) / "cache" / "vae" / family / ident)
+    if not isinstance(cache_dir, str) or not cache_dir:
+        raise ConfigError(f"{where}: cache_dir_vae must be a folder path")
+    return DatasetSpec(
+        id=ident,
+        instance_data_dir=Path(folder).expanduser(),
+        caption_strategy=strategy,
+        instance_prompt=prompt,
+        resolution=float(resolution),
+        resolution_type=resolution_type,
+        crop=crop,
+        repeats=repeats,
+        cache_dir_vae=Path(cache_dir).expanduser(),
+    )

@@ -1,0 +1,133 @@
+"""Optimizers and learning-rate schedules with SimpleTuner's settings.
+
+Optimizer settings are SimpleTuner's ``optimizer_choices[...]["default_settings"]``, overridden by
+``optimizer_config`` (``"eps=1e-6,weight_decay=0.0"``) or by ``optimizer_beta1``/``optimizer_beta2``.
+``adamw_bf16`` is SimpleTuner's AdamWBF16 update rule (no bias correction of the first moment, the second
+moment's correction folded into the step size, decoupled weight decay) run in float32: the adapter
+parameters are float32 here, so its bf16 compensation buffers are not needed.
+
+Schedules: ``constant``, ``constant_with_warmup``, ``linear``, ``cosine``, ``cosine_with_restarts`` are
+diffusers' (``cosine``/``cosine_with_restarts`` follow diffusers' definition: warmup, then cosine decay to 0
+over the run, ``lr_num_cycles`` restarts); ``polynomial`` decays to ``lr_end`` with ``lr_power`` after
+warmup; ``sine`` is SimpleTuner's wave ``lr_end + (lr − lr_end)·½(1 + sin(π·step/lr_warmup_steps))``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+
+from .config import ConfigError, TrainConfig
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "adamw_bf16": {"betas": (0.9, 0.999), "weight_decay": 1e-2, "eps": 1e-6},
+    "torch-adamw": {"betas": (0.9, 0.999), "weight_decay": 1e-2, "eps": 1e-8, "amsgrad": False},
+    "torch-adam": {"betas": (0.9, 0.999), "weight_decay": 0.0, "eps": 1e-8, "amsgrad": False},
+}
+
+
+class AdamWBF16Float32(torch.optim.Optimizer):
+    """SimpleTuner's ``adamw_bf16`` update for float32 parameters."""
+
+    def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state["step"] += 1
+                step = float(state["step"])
+                grad = param.grad
+                state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step_size = group["lr"] * math.sqrt(1 - beta2**step)
+                decay = group["weight_decay"] * group["lr"]
+                if decay:
+                    param.mul_(1 - decay)
+                param.addcdiv_(state["exp_avg"], state["exp_avg_sq"].sqrt().add_(group["eps"]), value=-step_size)
+        return None
+
+
+CLASSES = {"adamw_bf16": AdamWBF16Float32, "torch-adamw": torch.optim.AdamW, "torch-adam": torch.optim.Adam}
+
+
+def learning_rate(config: TrainConfig) -> float:
+    lr = config.learning_rate
+    if config.lr_scale:  # SimpleTuner: lr × batch × accumulation × processes
+        lr *= config.train_batch_size * config.gradient_accumulation_steps
+    return lr
+
+
+def build_optimizer(params: list, config: TrainConfig) -> torch.optim.Optimizer:
+    if not params:
+        raise ConfigError("the LyCORIS network has no trainable parameters; check the LyCORIS config with `lyco lint`")
+    name = config.optimizer
+    cls = CLASSES[name]
+    settings = dict(SETTINGS[name])
+    settings.update(optimizer_overrides(config))
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
+    unknown = sorted(set(settings) - accepted)
+    if unknown:
+        raise ConfigError(f"optimizer_config: {', '.join(unknown)} not accepted by {name}; it accepts {', '.join(sorted(accepted - {'lr'}))}")
+    return cls(params, lr=learning_rate(config), **settings)
+
+
+def optimizer_overrides(config: TrainConfig) -> dict[str, Any]:
+    """SimpleTuner's ``convert_arg_to_parameters``: optimizer_config wins over optimizer_beta1/2."""
+    out: dict[str, Any] = {}
+    if config.optimizer_config:
+        for item in config.optimizer_config.split(","):
+            if "=" not in item:
+                raise ConfigError(f"optimizer_config: '{item}' is not key=value (example: \"eps=1e-6,weight_decay=0.0\")")
+            key, text = (part.strip() for part in item.split("=", 1))
+            out[key] = _parse_setting(text)
+        return out
+    if config.optimizer_beta1 is not None and config.optimizer_beta2 is not None:
+        out["betas"] = (config.optimizer_beta1, config.optimizer_beta2)
+    return out
+
+
+def _parse_setting(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    try:
+        return int(text) if text.isdigit() else float(text)
+    except ValueError:
+        return text
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    from diffusers.optimization import get_polynomial_decay_schedule_with_warmup, get_scheduler
+
+    name, warmup = config.lr_scheduler, config.lr_warmup_steps
+    if name == "sine":
+        base = learning_rate(config)
+        floor = config.lr_end
+        period = warmup
+
+        def sine(step: int) -> float:
+            return (floor + (base - floor) * 0.5 * (1 + math.sin(math.pi * step / period))) / base
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, sine)
+    if name == "polynomial":
+        return get_polynomial_decay_schedule_with_warmup(
+            optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, lr_end=config.lr_end, power=config.lr_power
+        )
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, num_cycles=config.lr_num_cycles, power=config.lr_power
+    )

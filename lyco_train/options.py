@@ -1,0 +1,142 @@
+"""Which SimpleTuner options ``lyco train`` reads, with SimpleTuner's defaults, and which it may ignore.
+
+Three kinds of option (names as in SimpleTuner's ``config.json``, without ``--``):
+
+* ``IMPLEMENTED``: read by lyco train, with SimpleTuner 4.8.0's default (``simpletuner_options.json``;
+  ``tests/test_train_config.py`` pins them against ``lyco_lint``'s copy of that table).
+* ``COSMETIC``: do not change the trained weights (trackers, validation, hub publishing off, options
+  SimpleTuner itself ignores for LyCORIS runs, performance knobs): one note line lists them.
+* every other SimpleTuner option: a note when it is at SimpleTuner's default (nothing changes), a clear
+  error when it is set to anything else — lyco train would silently train something different.
+"""
+
+from __future__ import annotations
+
+# name -> (type, SimpleTuner default). Types: str, int, float, bool, or a tuple of allowed strings.
+IMPLEMENTED: dict[str, tuple[object, object]] = {
+    "model_family": (str, None),
+    "model_flavour": (str, None),
+    "pretrained_model_name_or_path": (str, None),
+    "pretrained_transformer_model_name_or_path": (str, None),
+    "pretrained_transformer_subfolder": (str, "transformer"),
+    "revision": (str, None),
+    "variant": (str, None),
+    "model_type": (("full", "lora"), "full"),
+    "lora_type": (("standard", "lycoris"), "standard"),
+    "lycoris_config": (str, "config/lycoris_config.json"),
+    "output_dir": (str, "simpletuner-results"),
+    "data_backend_config": (str, None),
+    "train_batch_size": (int, 4),
+    "gradient_accumulation_steps": (int, 1),
+    "learning_rate": (float, 4e-07),
+    "lr_scale": (bool, False),
+    "lr_scheduler": (("linear", "sine", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"), "constant_with_warmup"),
+    "lr_warmup_steps": (int, 0),
+    "lr_num_cycles": (int, 1),
+    "lr_power": (float, 0.8),
+    "lr_end": (float, 4e-07),
+    "max_train_steps": (int, None),
+    "num_train_epochs": (int, 1),
+    "optimizer": (str, "adamw_bf16"),
+    "optimizer_config": (str, None),
+    "optimizer_beta1": (float, None),
+    "optimizer_beta2": (float, None),
+    "mixed_precision": (("no", "fp16", "bf16", "fp8"), "bf16"),
+    "gradient_checkpointing": (bool, True),
+    "seed": (int, None),
+    "checkpoint_step_interval": (int, 500),
+    "checkpoints_total_limit": (int, 5),
+    "resume_from_checkpoint": (str, "latest"),
+    "max_grad_norm": (float, 2.0),
+    "grad_clip_method": (("value", "norm"), "value"),
+    "flow_schedule_shift": (float, 3.0),
+    "flow_schedule_auto_shift": (bool, False),
+    "flow_sigmoid_scale": (float, 1.0),
+    "flow_use_uniform_schedule": (bool, False),
+    "flux_guidance_mode": (("constant", "random-range"), "constant"),
+    "flux_guidance_value": (float, 1.0),
+    "flux_guidance_min": (float, 0.0),
+    "flux_guidance_max": (float, 4.0),
+    "caption_dropout_probability": (float, 0.1),
+    "validation_lycoris_strength": (float, 1.0),
+    "resolution": (float, 1024),
+    "resolution_type": (("pixel", "area", "pixel_area"), "pixel_area"),
+    "aspect_bucket_alignment": (("8", "16", "24", "32", "64"), "64"),
+    "caption_strategy": (("filename", "textfile", "instance_prompt", "parquet"), "filename"),
+    "instance_prompt": (str, None),
+    "cache_dir_text": (str, "cache"),
+    "cache_dir_vae": (str, ""),
+    "tokenizer_max_length": (int, None),
+    "vae_dtype": (("default", "fp32", "fp16", "bf16"), "bf16"),
+}
+
+# Options that never change the trained weights of a LyCORIS run in lyco train.
+COSMETIC: frozenset[str] = frozenset(
+    {
+        # trackers, logs, model cards, notifications
+        "report_to", "tracker_project_name", "tracker_run_name", "tracker_image_layout", "logging_dir",
+        "model_card_note", "model_card_safe_for_work", "webhook_config", "webhook_reporting_interval",
+        "hub_model_id", "push_to_hub", "push_checkpoints_to_hub", "modelspec_comment",
+        # validation (lyco train does not render validation images)
+        "validation_prompt", "validation_step_interval", "validation_num_inference_steps", "validation_guidance",
+        "validation_guidance_real", "validation_guidance_rescale", "validation_resolution", "validation_seed",
+        "validation_negative_prompt", "validation_disable", "validation_on_startup", "num_validation_images",
+        "validation_noise_scheduler", "validation_prompt_library", "user_prompt_library", "validation_torch_compile",
+        "validation_seed_source", "validation_image_format", "validation_image_quality", "validation_randomize",
+        "validation_epoch_interval", "validation_disable_unconditional", "evaluation_type", "disable_benchmark",
+        "validation_no_cfg_until_timestep", "validation_using_datasets", "validation_multigpu", "validation_preview",
+        "validation_preview_steps", "validate_after_step", "validate_after_epoch",
+        # SimpleTuner ignores these for lora_type lycoris (the LyCORIS config decides)
+        "lora_rank", "lora_alpha", "lora_dropout", "lora_init_type", "use_dora", "lora_format", "peft_lora_mode",
+        "peft_lora_target_modules", "flux_lora_target",
+        # used by SimpleTuner only with DeepSpeed
+        "adam_beta1", "adam_beta2", "adam_weight_decay", "adam_epsilon",
+        # speed, memory and cache bookkeeping only
+        "vae_batch_size", "write_batch_size", "text_encoder_batch_size", "torch_num_threads", "dataloader_prefetch",
+        "dataloader_prefetch_qlen", "offload_during_startup", "metadata_update_interval", "compress_disk_cache",
+        "seed_for_each_device", "allow_tf32", "quantize_via", "vae_enable_tiling", "vae_enable_slicing",
+        "delete_problematic_images", "delete_unwanted_images", "local_files_only", "attention_mechanism",
+        "base_model_default_dtype", "max_workers", "read_batch_size", "image_processing_batch_size",
+    }
+)
+
+# Cosmetic options that must still have a particular value, with the reason.
+COSMETIC_REQUIRED: dict[str, tuple[object, str]] = {
+    "push_to_hub": (False, "lyco train does not publish to a hub; set push_to_hub to false"),
+    "push_checkpoints_to_hub": (False, "lyco train does not publish to a hub; set push_checkpoints_to_hub to false"),
+    "attention_mechanism": ("diffusers", "lyco train uses diffusers' default attention; remove attention_mechanism or set it to \"diffusers\""),
+}
+
+# Keys SimpleTuner's JSON loader renames before parsing (only the identity renames are honoured here).
+LEGACY_RENAMES: dict[str, str] = {
+    "checkpointing_steps": "checkpoint_step_interval",
+    "save_total_limit": "checkpoints_total_limit",
+    "validation_steps": "validation_step_interval",
+    "fused_qkv_projections": "fuse_qkv_projections",
+}
+
+# Keys SimpleTuner's JSON loader drops without a word.
+LOADER_IGNORED: frozenset[str] = frozenset(
+    {"aspect_ratio_bucketing", "aspect_ratio_bucket_min", "aspect_ratio_bucket_max", "repeats", "ez_model_type",
+     "__disabled_fields__", "__active_tab__", "disable_multiline_split"}
+)
+
+
+# SimpleTuner's argparse marks these required (compat §1.3).
+REQUIRED: tuple[str, ...] = ("model_type", "model_family", "output_dir", "data_backend_config", "optimizer")
+
+
+def simpletuner_required() -> tuple[str, ...]:
+    return REQUIRED
+
+
+def simpletuner_option(name: str):
+    """SimpleTuner's spec of an option (``type``, ``default``, ...) from lyco_lint's data, or None."""
+    try:
+        from lyco_lint import training_options
+    except ImportError:  # pragma: no cover - lyco_lint is part of the same distribution
+        return None
+    try:
+        return training_options.option(name)
+    except (AttributeError, KeyError, OSError, ValueError):
+        return None

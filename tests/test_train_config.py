@@ -1,0 +1,308 @@
+"""lyco train's config reading, data plan and lint gate: fast, no model is loaded."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from train_fixtures import FLUX2_LOKR, write_images, write_setup
+
+from lyco_train import run
+from lyco_train.config import ConfigError, load_config
+from lyco_train.data import BatchStream, epoch_batches, plan_data, training_size
+from lyco_train.config import DatasetSpec
+from lyco_train.options import IMPLEMENTED, simpletuner_option
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake_model(tmp_path):
+    """A model folder with only the config files the torch-free plan reads (the VAE's downscale)."""
+    folder = tmp_path / "model"
+    (folder / "vae").mkdir(parents=True)
+    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [8, 16]}))
+    return folder
+
+
+def setup(tmp_path, fake_model, **kwargs):
+    return write_setup(tmp_path / "run", fake_model, **kwargs)
+
+
+def edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def plan(config):
+    from lyco_train.families import flux2
+
+    warnings = []
+    result = plan_data(config, 8, flux2.latent_identity(config), flux2.text_identity(config), warnings.append)
+    return result, warnings
+
+
+# -- options -----------------------------------------------------------------------------------------
+
+
+def test_implemented_defaults_are_simpletuners():
+    for name, (_kind, default) in IMPLEMENTED.items():
+        spec = simpletuner_option(name)
+        assert spec is not None, name
+        assert spec.get("default") == default or str(spec.get("default")) == str(default), name
+
+
+def test_defaults_fill_options_that_are_not_given(tmp_path, fake_model):
+    config = load_config(setup(tmp_path, fake_model))
+    assert config.caption_dropout_probability == 0.1
+    assert config.max_grad_norm == 2.0 and config.grad_clip_method == "value"
+    assert config.flow_schedule_shift == 3.0
+    assert config.gradient_checkpointing is True
+    assert config.checkpoints_total_limit == 5
+    assert config.resume_from_checkpoint == "latest"
+
+
+def test_dashed_keys_and_legacy_names_are_read(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model)
+    edit_json(path, lambda d: d.update({"--learning_rate": 5e-5, "checkpointing_steps": 3, "save_total_limit": 2}))
+    config = load_config(path)
+    assert config.learning_rate == 5e-5
+    assert config.checkpoint_step_interval == 3 and config.checkpoints_total_limit == 2
+
+
+def test_null_and_false_string_leave_the_default(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model, options={"gradient_checkpointing": "false", "seed": None})
+    config = load_config(path)
+    assert config.gradient_checkpointing is True  # SimpleTuner's loader drops the string "false"
+    assert config.seed is None
+
+
+def test_scheduler_names_are_normalised_as_simpletuner_does(tmp_path, fake_model):
+    config = load_config(setup(tmp_path, fake_model, options={"lr_scheduler": "constant", "lr_warmup_steps": 10}))
+    assert config.lr_scheduler == "constant_with_warmup"
+    config = load_config(setup(tmp_path, fake_model, options={"lr_scheduler": "cosine_with_warmup", "lr_warmup_steps": 0}))
+    assert config.lr_scheduler == "cosine"
+
+
+def test_unimplemented_option_that_changes_training_is_an_error_naming_it(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model, options={"use_ema": True})
+    with pytest.raises(ConfigError, match="use_ema.*does not implement"):
+        load_config(path)
+
+
+def test_unimplemented_option_at_its_default_is_a_note(tmp_path, fake_model):
+    config = load_config(setup(tmp_path, fake_model, options={"base_model_precision": "no_change", "use_ema": False}))
+    assert any("base_model_precision" in note and "use_ema" in note for note in config.notes)
+
+
+def test_cosmetic_options_are_one_note(tmp_path, fake_model):
+    config = load_config(setup(tmp_path, fake_model, options={"report_to": "wandb", "tracker_run_name": "x", "push_to_hub": False}))
+    notes = [note for note in config.notes if "report_to" in note]
+    assert len(notes) == 1 and "tracker_run_name" in notes[0]
+
+
+def test_hub_publishing_is_refused(tmp_path, fake_model):
+    with pytest.raises(ConfigError, match="push_to_hub"):
+        load_config(setup(tmp_path, fake_model, options={"push_to_hub": True}))
+
+
+def test_unknown_option_is_an_error(tmp_path, fake_model):
+    with pytest.raises(ConfigError, match="unknown option 'learning_rat'"):
+        load_config(setup(tmp_path, fake_model, options={"learning_rat": 1.0}))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"model_type": "full"}, "model_type"),
+        ({"lora_type": "standard"}, "lora_type"),
+        ({"mixed_precision": "fp16"}, "mixed_precision 'fp16'"),
+        ({"optimizer": "prodigy"}, "optimizer 'prodigy'"),
+        ({"train_batch_size": 2.0}, "whole number"),
+        ({"lr_scheduler": "sine", "lr_warmup_steps": 0}, "sine"),
+    ],
+)
+def test_options_lyco_cannot_train_with_are_errors(tmp_path, fake_model, options, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(setup(tmp_path, fake_model, options=options))
+
+
+# -- multidatabackend.json ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dataset, message",
+    [
+        ({"probability": 0.5}, "'probability' not implemented"),
+        ({"type": "aws"}, "type 'aws'"),
+        ({"caption_strategy": "parquet"}, "caption_strategy 'parquet'"),
+        ({"caption_strategy": "instance_prompt"}, "write 'instanceprompt'"),
+        ({"caption_strategy": "instanceprompt"}, "needs 'instance_prompt'"),
+        ({"crop": True}, "crop_style 'random' \\(SimpleTuner default\\)"),
+        ({"crop": True, "crop_style": "center", "crop_aspect": "preserve"}, "crop_aspect 'preserve'"),
+        ({"repeats": -1}, "repeats"),
+    ],
+)
+def test_unsupported_dataset_entries_are_errors(tmp_path, fake_model, dataset, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(setup(tmp_path, fake_model, dataset=dataset))
+
+
+def test_unsupported_dataset_type_is_an_error(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model)
+    backends = path.parent / "multidatabackend.json"
+    edit_json(backends, lambda d: d.append({"id": "ref", "dataset_type": "conditioning", "instance_data_dir": "x"}))
+    with pytest.raises(ConfigError, match="dataset_type 'conditioning'"):
+        load_config(path)
+
+
+def test_disabled_entries_are_skipped_and_text_cache_defaults_to_simpletuners(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model)
+    backends = path.parent / "multidatabackend.json"
+    edit_json(backends, lambda d: d.__setitem__(1, {**d[1], "disabled": True}))
+    config = load_config(path)
+    assert config.text_embeds.cache_dir == Path(config.output_dir) / "cache" / "text" / "flux2"
+
+
+# -- sizes, buckets, batches -------------------------------------------------------------------------
+
+
+def spec(**overrides):
+    values = dict(id="d", instance_data_dir=Path("."), caption_strategy="filename", instance_prompt=None, resolution=1024,
+                  resolution_type="pixel_area", crop=False, repeats=0, cache_dir_vae=Path("."))
+    values.update(overrides)
+    return DatasetSpec(**values)
+
+
+def test_aspect_buckets_keep_area_and_aspect():
+    assert training_size(2048, 1024, spec(), 64) == (1472, 704)
+    assert training_size(1000, 1000, spec(), 64) == (1024, 1024)
+    assert training_size(1200, 800, spec(resolution=512, resolution_type="pixel"), 16) == (768, 512)
+    assert training_size(3000, 2000, spec(resolution=1.0, resolution_type="area"), 16) == (1232, 816)
+
+
+def test_crop_gives_a_centre_square():
+    assert training_size(2048, 1024, spec(crop=True), 64) == (1024, 1024)
+    assert training_size(640, 480, spec(crop=True, resolution=512, resolution_type="pixel"), 16) == (512, 512)
+
+
+def test_batches_never_mix_buckets_and_replay_per_epoch(tmp_path, fake_model):
+    config = load_config(setup(tmp_path, fake_model, dataset={"repeats": 1}))
+    data, _ = plan(config)
+    first = epoch_batches(data, 0, seed=3, batch_size=2)
+    assert first == epoch_batches(data, 0, seed=3, batch_size=2)
+    assert first != epoch_batches(data, 1, seed=3, batch_size=2) or len(first) == 1
+    for batch in first:
+        assert len({data.samples[i].size for i in batch}) == 1
+    assert sum(len(b) for b in first) == 2 * len(data.samples)  # repeats 1: each image twice per epoch
+    stream = BatchStream(data, 3, 2)
+    seen = [stream.next() for _ in range(len(first) + 1)]
+    assert seen[: len(first)] == first and stream.position() == {"epoch": 1, "batch_in_epoch": 1}
+
+
+def test_captions_follow_the_caption_strategy(tmp_path, fake_model):
+    config = load_config(setup(tmp_path, fake_model))
+    data, _ = plan(config)
+    captions = {sample.path.name: sample.captions for sample in data.samples}
+    assert captions["green.jpg"] == ("a green circle on white background", "a small green circle")
+    assert "" in data.prompt_files  # caption dropout trains on the empty prompt
+    config = load_config(setup(tmp_path, fake_model, dataset={"caption_strategy": "instanceprompt", "instance_prompt": "a shape"}))
+    assert {sample.captions for sample in plan(config)[0].samples} == {("a shape",)}
+
+
+def test_unreadable_images_are_skipped_with_a_warning_naming_them(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model)
+    images = path.parent / "images"
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (images / "broken.txt").write_text("a broken picture")
+    truncated = (images / "red.png").read_bytes()
+    (images / "cut.png").write_bytes(truncated[: len(truncated) // 2])
+    (images / "cut.txt").write_text("a cut picture")
+    data, warnings = plan(load_config(path))
+    assert {p.name for p, _ in data.skipped} == {"broken.png", "cut.png"}
+    assert any("broken.png" in w for w in warnings) and any("cut.png" in w for w in warnings)
+    assert len(data.samples) == 3
+
+
+def test_no_usable_image_is_a_clear_error(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model, images=[("only.png", (32, 32), (1, 2, 3), None)])  # no caption file
+    with pytest.raises(ConfigError, match="no usable image"):
+        plan(load_config(path))
+
+
+def test_changed_image_or_caption_gets_a_new_cache_key(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model)
+    before, _ = plan(load_config(path))
+    write_images(path.parent / "images", [("red.png", (40, 24), (10, 10, 240), None)])
+    (path.parent / "images" / "blue.txt").write_text("a changed caption")
+    after, _ = plan(load_config(path))
+    files = lambda p: {s.path.name: s.latent_file for s in p.samples}  # noqa: E731
+    assert files(before)["red.png"] != files(after)["red.png"]
+    assert files(before)["green.jpg"] == files(after)["green.jpg"]
+    assert "a changed caption" in after.prompt_files and "a changed caption" not in before.prompt_files
+
+
+# -- run: lint gate and dry run ------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, fake_model, capsys):
+    path = setup(tmp_path, fake_model, options={"train_batch_size": 1, "gradient_accumulation_steps": 2, "max_train_steps": 6})
+    assert run(path, dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "3 image(s)" in out and "1 × 2 accumulation = 2 per step" in out and "steps: 6" in out
+    assert "40x24 ×2" in out
+    assert not (tmp_path / "run" / "output").exists() and not (tmp_path / "run" / "cache").exists()
+
+
+def test_lint_errors_stop_the_run_before_anything_is_written(tmp_path, fake_model, capsys):
+    broken = dict(FLUX2_LOKR, apply_preset={"target_module": ["Attention", "FeedForward"]})  # not Flux 2 classes
+    path = setup(tmp_path, fake_model, lycoris=broken)
+    assert run(path) == 1
+    out = capsys.readouterr().out
+    assert "LYC205 [error]" in out and "lycoris.json:" in out and "not starting" in out
+    assert not (tmp_path / "run" / "output").exists() and not (tmp_path / "run" / "cache").exists()
+
+
+def test_config_errors_exit_1_with_the_message(tmp_path, fake_model, capsys):
+    assert run(setup(tmp_path, fake_model, options={"use_ema": True})) == 1
+    assert "error:" in capsys.readouterr().out
+    assert run(tmp_path / "missing.json") == 2
+
+
+def test_lint_gate_and_dry_run_do_not_import_torch(tmp_path, fake_model):
+    path = setup(tmp_path, fake_model)
+    code = f"import sys; from lyco_train import run; rc = run({str(path)!r}, dry_run=True); print(rc, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "0 False"
+
+
+def test_flux2_dev_is_refused_clearly(tmp_path, fake_model, capsys):
+    assert run(setup(tmp_path, fake_model, options={"model_flavour": "dev"}), dry_run=True) == 1
+    assert "not supported yet" in capsys.readouterr().out
+
+
+def test_resume_point_finds_the_latest_complete_checkpoint(tmp_path):
+    from lyco_train.plan import resume_point
+
+    output = tmp_path / "out"
+    assert resume_point(output, "latest") is None  # nothing yet: a fresh start
+    for step in (2, 10):
+        (output / f"checkpoint-{step}").mkdir(parents=True)
+        (output / f"checkpoint-{step}" / "training_state.json").write_text("{}")
+    (output / "checkpoint-12").mkdir()  # incomplete: no training_state.json
+    (output / ".checkpoint-14.tmp").mkdir()
+    assert resume_point(output, "latest") == output / "checkpoint-10"
+    assert resume_point(output, "checkpoint-2") == output / "checkpoint-2"
+    assert resume_point(output, str(output / "checkpoint-2")) == output / "checkpoint-2"
+    with pytest.raises(ConfigError, match="no checkpoint at 'checkpoint-99'"):
+        resume_point(output, "checkpoint-99")
+
+
+def test_main_parses_the_command_line(tmp_path, fake_model, capsys):
+    from lyco_train import main
+
+    assert main([str(setup(tmp_path, fake_model)), "--dry-run"]) == 0
+    assert "dry run: nothing loaded" in capsys.readouterr().out

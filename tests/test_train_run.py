@@ -1,0 +1,183 @@
+"""`lyco train` end to end on a tiny real FLUX.2 [klein] pipeline (CPU): outputs, exact resume, NaN stop,
+cache reuse."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+pytest.importorskip("lycoris")
+
+from safetensors import safe_open  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, tiny_pipeline, write_setup  # noqa: E402
+
+from lyco_train import run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The tiny model is faster on one thread, and two threads fight badly when the CPU is shared.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def metrics(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def with_options(path: Path, **options) -> Path:
+    data = json.loads(path.read_text())
+    data.update(options)
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def test_full_run_trains_and_writes_weights_checkpoints_metrics_and_curve(tmp_path, pipeline, capsys):
+    config = write_setup(tmp_path, pipeline, options={"checkpoints_total_limit": 1})
+    (tmp_path / "images" / "broken.webp").write_bytes(b"RIFF0000WEBPjunk")
+    (tmp_path / "images" / "broken.txt").write_text("a broken picture")
+
+    assert run(config) == 0
+
+    out = capsys.readouterr().out
+    assert "skipping unreadable image" in out and "broken.webp" in out
+    output = tmp_path / "output"
+    rows = metrics(output)
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]
+    assert all(math.isfinite(row["loss"]) and row["loss"] > 0 for row in rows)
+    assert rows[0]["lr"] == 0.0 and rows[2]["lr"] == pytest.approx(1e-3)  # warmup 2, then constant
+    # checkpoints_total_limit 1: checkpoint-2 was pruned when checkpoint-4 was written
+    assert sorted(p.name for p in output.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4"]
+    assert not list(output.glob(".*"))  # no temp folder or file left behind
+    checkpoint = output / "checkpoint-4"
+    assert {p.suffix for p in checkpoint.iterdir()} == {".json", ".safetensors"}  # no pickle anywhere
+    assert json.loads((checkpoint / "training_state.json").read_text())["global_step"] == 4
+    assert (output / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output / "lycoris_config.json").read_text() == (tmp_path / "lycoris.json").read_text()
+
+    weights = output / "pytorch_lora_weights.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        metadata = handle.metadata()
+        assert all(handle.get_tensor(key).dtype == torch.float32 for key in handle.keys())
+    saved = json.loads(metadata["lycoris_config"])
+    assert saved["multiplier"] == 1.0 and saved["linear_dim"] == 10000 and saved["linear_alpha"] == 1.0
+    assert saved["apply_preset"] == FLUX2_LOKR["apply_preset"]
+    assert metadata["lyco_version"] and metadata["validation_lycoris_strength"] == "1.0"
+    assert torch.equal(load_file(str(weights))["lycoris_transformer_blocks_0_attn_to_q.lokr_w1"],
+                       load_file(str(checkpoint / "pytorch_lora_weights.safetensors"))["lycoris_transformer_blocks_0_attn_to_q.lokr_w1"])
+    trained = [t for k, t in load_file(str(weights)).items() if k.endswith("lokr_w2")]
+    assert any(t.abs().sum() > 0 for t in trained)  # LoKr's w2 starts at zero: training moved it
+
+    # the weights load back into a fresh transformer with LyCORIS' own loader
+    from diffusers import Flux2Transformer2DModel
+    from lycoris import create_lycoris_from_weights
+
+    fresh = Flux2Transformer2DModel.from_pretrained(pipeline, subfolder="transformer")
+    network, _ = create_lycoris_from_weights(1.0, str(weights), fresh)
+    assert len(network.loras) == 14
+
+
+ACCUMULATE_BF16 = {"train_batch_size": 1, "gradient_accumulation_steps": 2, "mixed_precision": "bf16", "optimizer": "adamw_bf16"}
+
+
+@pytest.mark.parametrize(
+    "lycoris, options",
+    [(FLUX2_LOKR, {}), (FLUX2_TLORA, {}), (FLUX2_LOKR, ACCUMULATE_BF16)],
+    ids=["lokr", "tlora", "lokr-accumulation-bf16-adamw_bf16"],
+)
+def test_resume_continues_exactly(tmp_path, pipeline, lycoris, options, capsys):
+    # One run of 4 steps ...
+    straight = write_setup(tmp_path, pipeline, lycoris=lycoris, options={"output_dir": str(tmp_path / "straight"), **options})
+    assert run(straight) == 0
+    # ... equals 2 steps, then a second run that resumes from checkpoint-2 and goes on to 4.
+    halves = with_options(Path(shutil.copy(straight, tmp_path / "halves.json")), output_dir=str(tmp_path / "halves"), max_train_steps=2)
+    assert run(halves) == 0
+    assert run(with_options(halves, max_train_steps=4)) == 0
+    assert "resumed from" in capsys.readouterr().out
+
+    a = load_file(str(tmp_path / "straight" / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(tmp_path / "halves" / "pytorch_lora_weights.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=key)
+    changed = [key for key in a if not key.endswith(".alpha")]
+    reference = load_file(str(tmp_path / "straight" / "checkpoint-2" / "pytorch_lora_weights.safetensors"))
+    assert any(not torch.equal(a[key], reference[key]) for key in changed)  # steps 3-4 did train
+    losses = lambda name: [row["loss"] for row in metrics(tmp_path / name)]  # noqa: E731
+    assert losses("halves") == pytest.approx(losses("straight"), rel=1e-5)
+
+
+def test_second_run_encodes_nothing(tmp_path, pipeline, capsys, monkeypatch):
+    config = write_setup(tmp_path, pipeline, options={"max_train_steps": 1})
+    assert run(config) == 0
+    assert "3 image(s) encoded, 0 reused; 5 prompt(s) encoded, 0 reused" in capsys.readouterr().out
+    caches = sorted((tmp_path / "cache").rglob("*.safetensors"))
+    stamps = {path: path.stat().st_mtime_ns for path in caches}
+    assert len(caches) == 3 + 5
+
+    from lyco_train.families import flux2
+
+    def must_not_load(*_args, **_kwargs):
+        raise AssertionError("an encoder was loaded although every latent and prompt is cached")
+
+    monkeypatch.setattr(flux2, "load_vae", must_not_load)
+    monkeypatch.setattr(flux2, "load_text_encoder", must_not_load)
+    assert run(with_options(config, output_dir=str(tmp_path / "again"))) == 0
+    assert "0 image(s) encoded, 3 reused; 0 prompt(s) encoded, 5 reused" in capsys.readouterr().out
+    assert {path: path.stat().st_mtime_ns for path in sorted((tmp_path / "cache").rglob("*.safetensors"))} == stamps
+
+
+def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, pipeline, capsys):
+    config = write_setup(tmp_path, pipeline, options={"max_train_steps": 2})
+    assert run(config) == 0
+    output = tmp_path / "output"
+    before = {path: path.read_bytes() for path in output.rglob("*") if path.is_file() and path.name != "metrics.jsonl"}
+    capsys.readouterr()
+
+    # A base model with a non-finite weight: the next step's loss is NaN.
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(pipeline, poisoned)
+    weights_file = poisoned / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(str(weights_file))
+    weights["proj_out.weight"][0, 0] = float("nan")
+    save_file(weights, str(weights_file))
+
+    assert run(with_options(config, pretrained_model_name_or_path=str(poisoned), max_train_steps=4)) == 1
+
+    out = capsys.readouterr().out
+    assert "training stopped at step 3" in out and "likely causes" in out and "checkpoint-2" in out
+    assert "prediction was not" in out  # the inputs were finite: it points at the model side
+    after = {path: path.read_bytes() for path in output.rglob("*") if path.is_file() and path.name != "metrics.jsonl"}
+    assert after == before  # nothing overwritten, nothing new (no checkpoint-4, no new weights)
+    assert metrics(output)[-1] == {"step": 3, "loss": None, "error": "loss is nan"}
+
+
+def test_bf16_run_trains_a_float32_adapter(tmp_path, pipeline):
+    config = write_setup(tmp_path, pipeline, options={"mixed_precision": "bf16", "vae_dtype": "bf16", "max_train_steps": 2})
+    assert run(config) == 0
+    weights = load_file(str(tmp_path / "output" / "pytorch_lora_weights.safetensors"))
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
+    assert all(math.isfinite(row["loss"]) for row in metrics(tmp_path / "output"))
+
+
+def test_resume_with_a_different_lycoris_config_is_a_clear_error(tmp_path, pipeline, capsys):
+    config = write_setup(tmp_path, pipeline, options={"max_train_steps": 2})
+    assert run(config) == 0
+    (tmp_path / "lycoris.json").write_text(json.dumps(FLUX2_TLORA))
+    assert run(with_options(config, max_train_steps=4)) == 1
+    out = capsys.readouterr().out
+    assert "checkpoint-2" in out and "does not match the network built from the LyCORIS config" in out

@@ -1,0 +1,178 @@
+"""A tiny but real FLUX.2 [klein] pipeline, images and configs for the ``lyco train`` tests.
+
+The pipeline has the real classes with tiny sizes, saved with ``save_pretrained`` (about 600 kB):
+
+* text encoder: ``Qwen3ForCausalLM``, width 16 and 28 layers — Flux2KleinPipeline reads hidden states
+  9, 18 and 27, so 28 layers keep all three intermediate (un-normed) states, as in the real 36-layer model;
+* tokenizer: a word-level ``tokenizers`` model with Qwen's chat tokens and a chat template that honours
+  ``enable_thinking=False`` as Qwen3's does;
+* VAE: ``AutoencoderKLFlux2`` with two blocks (downscale 2, so images need sides divisible by 4) and 4 latent
+  channels (16 after the 2×2 pixel shuffle), batch-norm statistics set to non-trivial values;
+* transformer: ``Flux2Transformer2DModel`` with one double and one single block, 2 heads of 8, text width 48
+  (3 × 16, the three stacked hidden states), no guidance embedding (Klein).
+
+Nothing is downloaded. Built once per test session (``tiny_pipeline``) and reused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+WORDS = (
+    "a photo of red green blue yellow cat dog square circle stripe on white black background small large "
+    "picture the and with"
+).split()
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|> {{ message['role'] }} {{ message['content'] }} <|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|> assistant "
+    "{% if enable_thinking is defined and enable_thinking is false %}<think> </think> {% endif %}{% endif %}"
+)
+FLUX2_LOKR = {
+    "algo": "lokr",
+    "multiplier": 1.0,
+    "linear_dim": 10000,
+    "linear_alpha": 1,
+    "factor": 4,
+    "full_matrix": True,
+    "bypass_mode": True,
+    "apply_preset": {
+        "target_module": ["Flux2Attention", "Flux2FeedForward", "Flux2ParallelSelfAttention"],
+        "module_algo_map": {"Flux2FeedForward": {"factor": 4}, "Flux2Attention": {"factor": 2}, "Flux2ParallelSelfAttention": {"factor": 2}},
+    },
+}
+FLUX2_TLORA = {
+    "algo": "tlora",
+    "multiplier": 1.0,
+    "linear_dim": 4,
+    "linear_alpha": 4,
+    "tlora_min_rank": 1,
+    "tlora_alpha": 1.0,
+    "apply_preset": {"target_module": ["Flux2Attention", "Flux2ParallelSelfAttention"]},
+}
+
+_BUILT: dict[str, Path] = {}
+
+
+def tiny_pipeline(tmp_path_factory) -> Path:
+    """The tiny pipeline folder, built on first use in this test session."""
+    if "pipeline" not in _BUILT:
+        _BUILT["pipeline"] = build_tiny_flux2_klein(tmp_path_factory.mktemp("tiny-flux2-klein"))
+    return _BUILT["pipeline"]
+
+
+def build_tiny_flux2_klein(folder: Path) -> Path:
+    import torch
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    vocab = {token: index for index, token in enumerate(SPECIAL + ["[UNK]", "user", "assistant"] + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(SPECIAL)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<|endoftext|>", eos_token="<|im_end|>", unk_token="[UNK]")
+    tokenizer.chat_template = CHAT_TEMPLATE
+
+    torch.manual_seed(0)
+    text_encoder = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=28, num_attention_heads=2,
+            num_key_value_heads=1, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
+        )
+    )
+    vae = AutoencoderKLFlux2(
+        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=32, mid_block_add_attention=False,
+    )
+    with torch.no_grad():
+        vae.bn.running_mean.uniform_(-0.1, 0.1)
+        vae.bn.running_var.uniform_(0.5, 2.0)
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=48, timestep_guidance_channels=16, axes_dims_rope=(2, 2, 2, 2), guidance_embeds=False,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
+    )
+    pipeline = Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer)
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def write_images(folder: Path, items: list[tuple[str, tuple[int, int], tuple[int, int, int], str | None]]) -> Path:
+    """Images with shapes drawn on them: (name, (width, height), colour, caption or None for no .txt)."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, size, colour, caption in items:
+        image = Image.new("RGB", size, (245, 245, 245))
+        draw = ImageDraw.Draw(image)
+        draw.ellipse([size[0] // 5, size[1] // 5, size[0] * 4 // 5, size[1] * 4 // 5], fill=colour)
+        image.save(folder / name)
+        if caption is not None:
+            (folder / name).with_suffix(".txt").write_text(caption, encoding="utf-8")
+    return folder
+
+
+DEFAULT_IMAGES = [
+    ("red.png", (40, 24), (220, 30, 30), "a red circle on white background"),
+    ("green.jpg", (40, 24), (30, 200, 30), "a green circle on white background\na small green circle"),
+    ("blue.webp", (32, 32), (30, 30, 220), "a blue circle on white background"),
+]
+
+
+def write_setup(
+    root: Path,
+    pipeline: Path,
+    *,
+    lycoris: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+    images: list | None = None,
+) -> Path:
+    """A complete training setup under ``root``: images, multidatabackend.json, LyCORIS config, config.json."""
+    write_images(root / "images", DEFAULT_IMAGES if images is None else images)
+    backends = [
+        {
+            "id": "shapes",
+            "type": "local",
+            "instance_data_dir": str(root / "images"),
+            "caption_strategy": "textfile",
+            "resolution": 32,
+            "resolution_type": "pixel_area",
+            "cache_dir_vae": str(root / "cache" / "vae"),
+            **(dataset or {}),
+        },
+        {"id": "text-embeds", "dataset_type": "text_embeds", "default": True, "type": "local", "cache_dir": str(root / "cache" / "text")},
+    ]
+    (root / "multidatabackend.json").write_text(json.dumps(backends, indent=2), encoding="utf-8")
+    (root / "lycoris.json").write_text(json.dumps(lycoris or FLUX2_LOKR, indent=2), encoding="utf-8")
+    config = {
+        "model_type": "lora",
+        "model_family": "flux2",
+        "model_flavour": "klein-4b",
+        "pretrained_model_name_or_path": str(pipeline),
+        "lora_type": "lycoris",
+        "lycoris_config": "lycoris.json",
+        "output_dir": str(root / "output"),
+        "data_backend_config": "multidatabackend.json",
+        "optimizer": "torch-adamw",
+        "learning_rate": 1e-3,
+        "lr_scheduler": "constant_with_warmup",
+        "lr_warmup_steps": 2,
+        "train_batch_size": 2,
+        "max_train_steps": 4,
+        "checkpoint_step_interval": 2,
+        "mixed_precision": "no",
+        "vae_dtype": "fp32",
+        "aspect_bucket_alignment": 8,
+        "tokenizer_max_length": 24,
+        "seed": 7,
+        **(options or {}),
+    }
+    path = root / "config.json"
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return path
