@@ -74,14 +74,19 @@ class Rule:
             f"Default severity: {self.severity.value}. Applies to: {self.applies_to_text}.\n\n"
             f"## What it does\n{self.summary}\n\n"
             f"## Why is this bad?\n{self.why}\n\n"
-            f"## Example\n```json\n{self.example.strip()}\n```\n\n"
-            f"## Use instead\n```json\n{self.fixed.strip()}\n```\n"
+            f"## Example\n```{_fence(self.example)}\n{self.example.strip()}\n```\n\n"
+            f"## Use instead\n```{_fence(self.fixed)}\n{self.fixed.strip()}\n```\n"
         )
 
 
     @property
     def applies_to_text(self) -> str:
         return " and ".join(_APPLIES[kind] for kind in self.applies_to)
+
+
+def _fence(example: str) -> str:
+    """JSON examples are highlighted as JSON; command-line examples (model rules) as a console."""
+    return "json" if example.lstrip()[:1] in "{[" else "console"
 
 
 _APPLIES = {

@@ -46,6 +46,7 @@ def lint_command(
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
     family: Optional[str] = typer.Option(None, "--family", help="Model family for LyCORIS configs not reached through a training config (flux2, sdxl, ...)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print findings only, no summary line."),
+    model: Optional[str] = typer.Option(None, "--model", help="Check against the real model, built on the meta device (no weights read): a diffusers folder, a hub id (config only, cache first) or 'auto' (the training config's pretrained_model_name_or_path)."),
 ) -> None:
     """Check config files and report problems with their line and column."""
     from .catalog import load_rules
@@ -64,13 +65,78 @@ def lint_command(
         if not any(code.startswith(prefix) for code in rules):
             raise _fail(f"'{prefix}' matches no rule code; see `lyco explain` for the list")
     try:
-        result = lint_paths(paths, Options(family=family, select=selected, ignore=ignored))
+        result = lint_paths(paths, Options(family=family, select=selected, ignore=ignored, model=model))
     except UsageError as error:
         raise _fail(str(error))
     except OSError as error:
         raise _fail(f"cannot read {error.filename}: {error.strerror}")
     report(result, output_format, sys.stdout, quiet=quiet)
+    if model:
+        _skip_interpreter_teardown()
     raise typer.Exit(exit_status(result.findings, strict))
+
+
+@app.command("plan")
+def plan_command(
+    config: str = typer.Argument(..., help="A LyCORIS config, or a training config that points at one.", show_default=False),
+    model: Optional[str] = typer.Option(None, "--model", help="The model: a diffusers folder, a hub id (config only) or 'auto' (default for a training config)."),
+    family: Optional[str] = typer.Option(None, "--family", help="Model family for a bare LyCORIS config (picks the pipeline component)."),
+    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
+) -> None:
+    """Show what a LyCORIS config trains on the real model: layers, settings, parameters and memory."""
+    import json
+
+    from .documents import LYCORIS, TRAINING
+    from .engine import Options, UsageError, lint_paths
+
+    if output_format not in ("text", "json"):
+        raise _fail(f"unknown format '{output_format}'; choose text or json")
+    try:
+        probe = lint_paths([config], Options(select=["LYC001", "LYC003", "LYC004"]))
+    except UsageError as error:
+        raise _fail(str(error))
+    kinds = {document.kind for document in probe.documents}
+    if TRAINING not in kinds and LYCORIS not in kinds:
+        raise _fail(f"{config} is neither a LyCORIS config nor a training config")
+    if model is None:
+        if TRAINING not in kinds:
+            raise _fail("a bare LyCORIS config needs --model (a diffusers folder or a hub id)")
+        model = "auto"
+    result = lint_paths([config], Options(family=family, model=model, select=["LYC001", "LYC003", "LYC21"]))
+    problems = [finding for finding in result.findings if finding.severity.value == "error"]
+    analysed = [document for document in result.documents if document.context.model is not None]
+    if problems or not analysed:
+        for finding in problems:
+            sys.stderr.write(f"lyco: {finding.file}:{finding.line}:{finding.column}: {finding.code} {finding.message}\n")
+        if not problems:
+            sys.stderr.write("lyco: no LyCORIS config found to plan (a training config needs lora_type: lycoris)\n")
+        _skip_interpreter_teardown(status=2)
+    from .plan import plan_as_dict, render_plan
+
+    analysis = analysed[0].context.model
+    if output_format == "json":
+        sys.stdout.write(json.dumps(plan_as_dict(analysis), indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        # a pipe or a file gets a wide table rather than rich's 80-column default
+        render_plan(analysis, Console() if sys.stdout.isatty() else Console(width=140))
+    _skip_interpreter_teardown()
+
+
+def _skip_interpreter_teardown(status: int = 0) -> None:
+    """After a model was built (torch and diffusers imported), end the process without Python's teardown,
+    which takes about a second unloading them. Only from the console script: tests call main() in-process."""
+    if not _CONSOLE_SCRIPT:
+        if status:
+            raise typer.Exit(status)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+_CONSOLE_SCRIPT = False
 
 
 # ignore_unknown_options: `lyco explain --lora_type` asks about a training option written with dashes
@@ -156,4 +222,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
+    global _CONSOLE_SCRIPT
+    _CONSOLE_SCRIPT = True
     sys.exit(main())

@@ -76,6 +76,8 @@ class Document:
     syntax_error: Optional[JSONSyntaxError] = None
     context: LintContext = field(default_factory=LintContext)
     forced_kind: Optional[str] = None  # set when a training config points at this file
+    # findings the engine itself makes about this file (the model could not be analysed, ...): (code, Hit)
+    engine_hits: list = field(default_factory=list)
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod

@@ -54,6 +54,7 @@ class Options:
     family: Optional[str] = None
     select: Sequence[str] = ()
     ignore: Sequence[str] = ()
+    model: Optional[str] = None  # `--model`: a folder, a hub id or "auto"
 
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(prefix) for prefix in self.select):
@@ -131,16 +132,38 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
         explicit[key] = True
 
     result = LintResult()
+    built_models: dict = {}
     for key, document in documents.items():
         if document.root is not None and document.kind == UNKNOWN and not explicit[key] and not document.syntax_error:
             continue  # a folder's unrelated JSON file
         if document.kind == LYCORIS and document.context.family is None and options.family:
             document.context.family = options.family.lower()
+        if document.kind == LYCORIS and document.is_object and options.model:
+            attach_model(document, options.model, built_models)
         result.documents.append(document)
         result.sources[document.display_path] = document.text
         result.findings.extend(lint_document(document, options))
     result.findings.sort(key=lambda f: (f.file, f.line, f.column, f.code))
     return result
+
+
+def attach_model(document: Document, spec: str, built_models: dict) -> None:
+    """Analyse the LyCORIS config against the real model (built once per model on the meta device) and
+    put the analysis in the document's context for the model rules; a model that cannot be found or a
+    config LyCORIS rejects becomes a finding (LYC210, LYC211), never a crash."""
+    from .model import AnalysisError, ModelError, analyse, build_meta_model, resolve_model
+
+    training = document.context.training
+    try:
+        source = resolve_model(spec, document.context.family, training.options if training else None)
+        identity = str(source.config_path or source.origin)
+        if identity not in built_models:
+            built_models[identity] = build_meta_model(source)
+        document.context.model = analyse(built_models[identity], document.value, source=source)
+    except AnalysisError as error:
+        document.engine_hits.append(("LYC211", Hit("", str(error), at="whole")))
+    except ModelError as error:
+        document.engine_hits.append(("LYC210", Hit("", str(error), at="whole")))
 
 
 def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:
@@ -157,6 +180,7 @@ def lint_document(document: Document, options: Optional[Options] = None) -> list
     elif document.kind == UNKNOWN:
         hits.append((rules["LYC004"], Hit("", _unknown_message(), at="whole")))
     else:
+        hits.extend((rules[code], hit) for code, hit in document.engine_hits)
         for entry in catalog.rules_for(document.kind):
             if not options.wants(entry.code):
                 continue

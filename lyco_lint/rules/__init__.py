@@ -7,7 +7,7 @@ To add a rule, write one ``@rule(...)`` function in the module of its family of 
 
 import importlib
 
-MODULES = ("structure", "algorithms", "presets", "training")
+MODULES = ("structure", "algorithms", "presets", "training", "model")
 
 
 def load_all() -> None:

@@ -222,6 +222,14 @@ def _quoted(names: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
+def simpletuner_model_may_differ(family: Optional[str]) -> bool:
+    """True for a family whose model SimpleTuner builds from its own copy of the class body, not known to
+    name its module classes as diffusers' class does (so class findings built from diffusers are likely,
+    not certain). flux2 and the UNet families are verified to match; an unknown family has no claim."""
+    entry = family_entry(family) if family else None
+    return entry is not None and not entry.get("simpletuner_verified")
+
+
 @rule(
     "LYC205",
     "unknown-target-module",
@@ -251,18 +259,18 @@ def _quoted(names: list[str]) -> str:
 )
 def unknown_target_module(document: Document) -> Iterator[Hit]:
     family = document.context.family
+    # SimpleTuner trains its own copy of most model classes; only where that copy is known to build the
+    # same module classes is a missing class certain (error); elsewhere it is likely (warning).
+    certain = not simpletuner_model_may_differ(family)
     model_analysis = document.context.model
-    if model_analysis is not None:  # `--model`: the real model's classes, no guessing
-        classes, model, certain = sorted(model_analysis.classes), model_analysis.class_name, True
+    if model_analysis is not None:  # `--model`: the real model's classes
+        classes, model = sorted(model_analysis.classes), model_analysis.class_name
         where = f"the model {model}"
     else:
         entry = family_entry(family) if family else None
         if entry is None:
             return  # no family, or one the index does not cover (LYC209)
         classes, model = sorted(entry.get("classes", [])), entry.get("model_class", "the model")
-        # SimpleTuner trains its own copy of most model classes; only where that copy is known to build
-        # the same module classes is a missing class certain (error); elsewhere it is likely (warning).
-        certain = bool(entry.get("simpletuner_verified"))
         where = f"the {family} model ({model})"
     known = set(classes)
     targets = list(class_targets(document))
