@@ -469,8 +469,8 @@ def sdxl_feedforward_sageattention(document: Document) -> Iterator[Hit]:
         "SageAttention kernels have no backward pass: the attention projections, the usual LyCORIS targets, "
         "get no useful gradient and stay effectively untrained. SimpleTuner only logs an error and goes on."
     ),
-    example='{"attention_mechanism": "sageattention", "sageattention_usage": "training+inference"}',
-    fixed='{"attention_mechanism": "sageattention", "sageattention_usage": "inference"}',
+    example='{"model_family": "flux2", "attention_mechanism": "sageattention", "sageattention_usage": "training+inference"}',
+    fixed='{"model_family": "flux2", "attention_mechanism": "sageattention", "sageattention_usage": "inference"}',
 )
 def sageattention_training(document: Document) -> Iterator[Hit]:
     usage = sage_in_training(document)
@@ -758,8 +758,8 @@ def _loader_handles(resolution: st.KeyResolution) -> bool:
         "option whose default is on (`gradient_checkpointing`, ...); only JSON `false` can. Where the default is "
         "off it does nothing but mislead."
     ),
-    example='{"gradient_checkpointing": "false"}',
-    fixed='{"gradient_checkpointing": false}',
+    example='{"model_family": "flux2", "gradient_checkpointing": "false"}',
+    fixed='{"model_family": "flux2", "gradient_checkpointing": false}',
 )
 def string_false(document: Document) -> Iterator[Hit]:
     for setting in settings(document):

@@ -1,0 +1,58 @@
+"""The catalog itself: every rule is documented, and its documented example fails while its fix passes."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from lyco_lint.catalog import ENGINE, LYCORIS, TRAINING, load_rules
+from lyco_lint.engine import Options, lint_paths
+
+RULES = load_rules()
+TESTS = Path(__file__).resolve().parent
+
+# Rules whose example needs more than one file on its own: the family (LYC205/LYC209/LYC304),
+# a paired training config (LYC3xx on the LyCORIS side), files on disk, or the real model.
+NEEDS_CONTEXT = {"LYC205": "flux2", "LYC304": "sdxl"}
+ONLY_WITH_MORE = {
+    "LYC001", "LYC003", "LYC004",  # engine codes, tested in test_rules_structure.py
+    "LYC207", "LYC208", "LYC401", "LYC402", "LYC210", "LYC211",  # need --model (tests/test_model.py)
+    "LYC305", "LYC307", "LYC309",  # combine a training config and a LyCORIS config (test_training_pairing.py)
+    "LYC301", "LYC316",  # name files that must (not) exist
+    "LYC209",  # an info with no fix in the file: the remedy is `--model`
+}
+
+
+def test_codes_and_names_are_stable_and_well_formed():
+    for code, entry in RULES.items():
+        assert re.fullmatch(r"LYC\d{3}", code) and re.fullmatch(r"[a-z]+(-[a-z0-9]+)*", entry.name)
+        assert entry.summary and entry.why and entry.example and entry.fixed, code
+
+
+def test_every_rule_check_is_named_after_its_rule():
+    """A helper placed between a @rule decorator and its check would silently replace the check."""
+    for code, entry in RULES.items():
+        if entry.check is not None:
+            assert entry.check.__name__.replace("_", "-").startswith(entry.name.split("-")[0]) or entry.check.__name__.replace("_", "-") == entry.name, (code, entry.check.__name__)
+
+
+def test_every_code_is_exercised_by_tests():
+    text = "\n".join(path.read_text(encoding="utf-8") for path in TESTS.glob("test_*.py"))
+    for code in RULES:
+        assert code in text or RULES[code].name in text, f"no test mentions {code}"
+
+
+@pytest.mark.parametrize("code", sorted(code for code in RULES if code not in ONLY_WITH_MORE))
+def test_documented_example_fails_and_fix_passes(tmp_path, code):
+    entry = RULES[code]
+    name = "config.json" if TRAINING in entry.applies_to and LYCORIS not in entry.applies_to else "lycoris.json"
+    options = Options(family=NEEDS_CONTEXT.get(code))
+
+    def codes_of(text):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return [f.code for f in lint_paths([str(path)], options).findings]
+
+    assert code in codes_of(entry.example), f"{code}'s example does not trigger it"
+    assert code not in codes_of(entry.fixed), f"{code}'s fix still triggers it"
