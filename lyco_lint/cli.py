@@ -119,8 +119,7 @@ def plan_command(
     else:
         from rich.console import Console
 
-        # a pipe or a file gets a wide table rather than rich's 80-column default
-        render_plan(analysis, Console() if sys.stdout.isatty() else Console(width=140))
+        render_plan(analysis, Console())
     _skip_interpreter_teardown()
 
 

@@ -96,33 +96,37 @@ def _target_label(group: dict[str, Any]) -> str:
 
 
 def render_plan(analysis: Analysis, console) -> None:
-    """Print the plan: one row per group, totals, and the base model's size."""
+    """Print the plan: one row per group (Params: trainable parameters; Memory: their training state, fp32
+    weights + gradients + AdamW states), totals, and the base model's size."""
     from rich.table import Table
 
-    table = Table(title=f"LyCORIS plan for {analysis.model_class}", title_justify="left")
-    for header, justify in (
-        ("Target", "left"), ("Layers", "right"), ("Algo", "left"), ("Dim", "right"), ("Alpha", "right"),
-        ("Factor", "right"), ("Full matrix", "center"), ("Bypass", "center"), ("Trainable", "right"),
-        ("Training memory", "right"),
-    ):
-        table.add_column(header, justify=justify, no_wrap=header != "Target", min_width=18 if header == "Target" else None)
+    from rich import box
+
+    # Compact enough for an 80-column terminal: "full" in the Dim column says full matrix, and the algo
+    # cell carries DoRA and bypass; long targets fold instead of squeezing the numbers.
+    table = Table(
+        title=f"LyCORIS plan for {analysis.model_class}", title_justify="left", box=box.SIMPLE_HEAD,
+        pad_edge=False, collapse_padding=True,
+    )
+    table.add_column("Target", overflow="fold", min_width=18)
+    for header in ("Layers", "Algo", "Dim", "Alpha", "Factor", "Params", "Memory"):
+        table.add_column(header, justify="right", no_wrap=True)
     for group in _groups(analysis):
         full = group["full_matrix"]
+        algo = group["algo"] + ("+DoRA" if group["dora"] else "") + ("+bypass" if group["bypass"] else "")
         table.add_row(
             _target_label(group),
             str(group["modules"]),
-            group["algo"] + (" +DoRA" if group["dora"] else ""),
+            algo,
             "full" if full else _cell(group["dim"]),
             "-" if full else _cell(group["alpha"]),
             _cell(group["factor"]),
-            _cell(full),
-            _cell(group["bypass"]),
             human_count(group["trainable_params"]),
             human_bytes(group["training_bytes"]),
         )
     table.add_section()
     table.add_row(
-        "Total", str(analysis.adapted_count), "", "", "", "", "", "",
+        "Total", str(analysis.adapted_count), "", "", "", "",
         human_count(analysis.trainable_params), human_bytes(analysis.training_bytes),
     )
     console.print(table)

@@ -25,7 +25,7 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) 
     missing."""
     from rich.console import Console
 
-    from .lint_gate import lint_gate
+    from .lint_gate import lint_gate, model_analysis
 
     console = console or Console()
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
@@ -33,16 +33,17 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) 
     if not path.is_file():
         say(f"error: config file {path} not found")
         return 2
-    if not lint_gate(path, console.file):
+    lint_result = lint_gate(path, console.file)
+    if lint_result is None:
         return 1
     try:
-        return _plan_and_train(path, dry_run, console, say)
+        return _plan_and_train(path, dry_run, console, say, model_analysis(lint_result))
     except ModuleNotFoundError as error:  # a lint-only install: the trainer's dependencies are an extra
         say(f"error: lyco train needs its dependencies ({error.name} is missing): pip install 'lyco[train]'")
         return 2
 
 
-def _plan_and_train(path: Path, dry_run: bool, console, say) -> int:
+def _plan_and_train(path: Path, dry_run: bool, console, say, analysis) -> int:
     from .config import ConfigError, load_config
     from .data import plan_data
     from .families import get_family
@@ -63,6 +64,10 @@ def _plan_and_train(path: Path, dry_run: bool, console, say) -> int:
     for note in config.notes:
         say(f"note: {note}")
     print_lines(describe(config, plan, steps, family.NAME, family.flavour(config), family.model_root(config), resume, seed), say)
+    if analysis is not None:
+        from lyco_lint.plan import render_plan
+
+        render_plan(analysis, console)  # what LyCORIS will train, from the model built on the meta device
     if dry_run:
         say("dry run: nothing loaded, nothing written.")
         return 0

@@ -1,7 +1,8 @@
 """The lint gate: ``lyco train`` runs ``lyco lint`` on the config first and refuses to start on errors.
 
-Only lyco_lint is imported here (no torch), so a broken config is reported in well under a second and
-nothing is loaded, created or written.
+The config is linted with the model, as ``lyco lint --model auto`` does: LyCORIS is run on the transformer
+built on the meta device from its config alone (no weights read), so target classes that match nothing,
+or a config LyCORIS refuses, stop the run before anything is loaded, created or written.
 """
 
 from __future__ import annotations
@@ -10,15 +11,21 @@ from pathlib import Path
 from typing import TextIO
 
 
-def lint_gate(config_path: Path, stream: TextIO) -> bool:
-    """True when lint finds no error. Findings are printed as `lyco lint` prints them."""
-    from lyco_lint.engine import exit_status, lint_paths
+def lint_gate(config_path: Path, stream: TextIO):
+    """The lint result when lint finds no error (its LyCORIS document carries the model analysis for the
+    plan), else None. Findings are printed as `lyco lint` prints them."""
+    from lyco_lint.engine import Options, exit_status, lint_paths
     from lyco_lint.reporters import report
 
-    result = lint_paths([str(config_path)])
+    result = lint_paths([str(config_path)], Options(model="auto"))
     if result.findings:
         report(result, "text", stream)
     if exit_status(result.findings) != 0:
         stream.write("lyco train: not starting: `lyco lint` reports errors in the config (above); fix them and run again.\n")
-        return False
-    return True
+        return None
+    return result
+
+
+def model_analysis(result):
+    """The analysis of the LyCORIS config on the model (``lyco plan``'s data), when lint made one."""
+    return next((d.context.model for d in result.documents if d.context.model is not None), None)

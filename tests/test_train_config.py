@@ -18,12 +18,22 @@ from lyco_train.options import IMPLEMENTED, simpletuner_option
 ROOT = Path(__file__).resolve().parent.parent
 
 
+TINY_TRANSFORMER_CONFIG = {
+    "_class_name": "Flux2Transformer2DModel", "num_layers": 1, "num_single_layers": 1, "num_attention_heads": 2,
+    "attention_head_dim": 16, "joint_attention_dim": 32, "guidance_embeds": False, "in_channels": 8,
+    "axes_dims_rope": [4, 4, 4, 4], "timestep_guidance_channels": 16,
+}
+
+
 @pytest.fixture
 def fake_model(tmp_path):
-    """A model folder with only the config files the torch-free plan reads (the VAE's downscale)."""
+    """A model folder with config files only, no weights: the VAE's (its downscale, for the plan) and the
+    transformer's (the lint gate builds it on the meta device to check the LyCORIS config)."""
     folder = tmp_path / "model"
     (folder / "vae").mkdir(parents=True)
     (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [8, 16]}))
+    (folder / "transformer").mkdir()
+    (folder / "transformer" / "config.json").write_text(json.dumps(TINY_TRANSFORMER_CONFIG))
     return folder
 
 
@@ -272,11 +282,21 @@ def test_config_errors_exit_1_with_the_message(tmp_path, fake_model, capsys):
     assert run(tmp_path / "missing.json") == 2
 
 
-def test_lint_gate_and_dry_run_do_not_import_torch(tmp_path, fake_model):
+def test_dry_run_needs_no_weights_writes_nothing_and_shows_the_lycoris_plan(tmp_path, fake_model):
     path = setup(tmp_path, fake_model)
-    code = f"import sys; from lyco_train import run; rc = run({str(path)!r}, dry_run=True); print(rc, 'torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert result.stdout.strip().splitlines()[-1] == "0 False"
+    code = f"from lyco_train import run; import sys; sys.exit(run({str(path)!r}, dry_run=True))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "LyCORIS plan for Flux2Transformer2DModel" in result.stdout and "Flux2Attention" in result.stdout
+    assert not (tmp_path / "run" / "output").exists() and not (tmp_path / "run" / "cache").exists()
+
+
+def test_the_lint_gate_checks_targets_against_the_model(tmp_path, fake_model, capsys):
+    generic = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 4,
+               "apply_preset": {"target_module": ["Attention", "FeedForward"]}}
+    assert run(setup(tmp_path, fake_model, lycoris=generic), dry_run=True) == 1
+    out = capsys.readouterr().out
+    assert "LYC207" in out and "not starting" in out
 
 
 def test_flux2_dev_is_refused_clearly(tmp_path, fake_model, capsys):
