@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-# Training state per trainable parameter: fp32 weight + fp32 gradient + AdamW's two fp32 moments.
-TRAINING_BYTES_PER_PARAM = 16
+from .units import TRAINING_BYTES_PER_PARAM
+
 # Image tokens per forward used to spread the once-per-forward cost of the rebuild path: a 1024x1024
 # image in Flux-style transformers (128x128 latent, 2x2 patches). Text tokens are left out.
 REFERENCE_TOKENS = 4096
@@ -1029,22 +1029,3 @@ def _both_paths(lora, layer, tokens: int) -> tuple[Optional[float], Optional[flo
         lora.bypass_mode = saved_mode
         lora.train(saved_training)
     return bypass / tokens, rebuild / tokens
-
-
-# -- helpers for messages ---------------------------------------------------------------------
-
-
-def human_count(value: float) -> str:
-    """761_000_000 -> '761 M', 3_875_544_576 -> '3.88 B'."""
-    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            number = value / size
-            return f"{number:.3g} {unit}" if number < 100 else f"{number:.0f} {unit}"
-    return f"{value:g}"
-
-
-def human_bytes(value: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value:.0f} B"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import TRAINING_BYTES_PER_PARAM, Analysis, human_bytes, human_count
+from .model import Analysis
+from .units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
 
 _GROUP_SETTINGS = ("algo", "dim", "alpha", "factor", "full_matrix", "bypass", "dora")
 

@@ -13,12 +13,11 @@ from typing import Any, Iterator, Optional
 from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, engine_rule, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
+from ..units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
 from .presets import simpletuner_model_may_differ
 
 # LYC402: an adapter above this share of the base model's parameters is close to a full fine-tune.
 LARGE_ADAPTER_SHARE = 0.10
-# Training state per parameter (fp32 weight, gradient, AdamW's two moments); as lyco_lint.model.
-TRAINING_BYTES_PER_PARAM = 16
 
 
 def model_analysis(document: Document) -> Optional[Any]:
@@ -28,21 +27,6 @@ def model_analysis(document: Document) -> Optional[Any]:
 def _preset(document: Document) -> dict:
     preset = document.value.get("apply_preset") if isinstance(document.value, dict) else None
     return preset if isinstance(preset, dict) else {}
-
-
-def _count(value: float) -> str:
-    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            number = value / size
-            return f"{number:.3g} {unit}" if number < 100 else f"{number:.0f} {unit}"
-    return f"{value:g}"
-
-
-def _bytes(value: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value:.0f} B"
 
 
 def _quoted(names, limit: int = 6) -> str:
@@ -335,8 +319,8 @@ def large_adapter(document: Document) -> Iterator[Hit]:
     pointer = next((f"/{key}" for key in ("factor", "linear_dim", "full_matrix", "algo") if key in value), "")
     yield Hit(
         pointer,
-        f"the adapter trains {_count(trainable)} parameters ({trainable:,}), {trainable / base:.1%} of the "
-        f"{_count(base)} ({base:,}) of {_model_words(analysis)}: {_bytes(trainable * TRAINING_BYTES_PER_PARAM)} of "
+        f"the adapter trains {human_count(trainable)} parameters ({trainable:,}), {trainable / base:.1%} of the "
+        f"{human_count(base)} ({base:,}) of {_model_words(analysis)}: {human_bytes(trainable * TRAINING_BYTES_PER_PARAM)} of "
         f"fp32 weights, gradients and AdamW states. If you did not mean a near full fine-tune, {_size_hint(analysis)}",
         at="value" if pointer else "whole",
     )
