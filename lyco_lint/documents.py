@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
-from .jsonpos import JSONSyntaxError, Member, Node, Span, join_pointer, parse, to_python, walk
+from .jsonpos import JSONSyntaxError, Member, Node, Span, parse, to_python, walk
 
 LYCORIS = "lycoris"
 TRAINING = "training"
@@ -131,14 +131,6 @@ class Document:
         if not self.is_object:
             return {}
         return {option_name(member.key): to_python(member.value) for member in self.root.members}
-
-    def option_pointer(self, name: str) -> str:
-        """The pointer of a training option, whichever spelling (``name`` or ``--name``) the file uses."""
-        if self.is_object:
-            for member in reversed(self.root.members):
-                if option_name(member.key) == name:
-                    return join_pointer("", member.key)
-        return join_pointer("", name)
 
     # -- positions -------------------------------------------------------------------------
     @cached_property

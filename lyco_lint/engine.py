@@ -134,8 +134,8 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
     result = LintResult()
     built_models: dict = {}
     for key, document in documents.items():
-        if document.root is not None and document.kind == UNKNOWN and not explicit[key] and not document.syntax_error:
-            continue  # a folder's unrelated JSON file
+        if not explicit[key] and not _looks_like_a_config(document):
+            continue  # a folder's unrelated JSON file (package.json, tsconfig.json with comments, ...)
         if document.kind == LYCORIS and document.context.family is None and options.family:
             document.context.family = options.family.lower()
         if document.kind == LYCORIS and document.is_object and options.model:
@@ -145,6 +145,15 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
         result.findings.extend(lint_document(document, options))
     result.findings.sort(key=lambda f: (f.file, f.line, f.column, f.code))
     return result
+
+
+def _looks_like_a_config(document: Document) -> bool:
+    """Whether a file found by walking a folder is one of ours: recognised by its keys, or, when it does
+    not parse, by its name (config.json, *lycoris*.json), so that a broken config is still reported."""
+    if document.syntax_error is None:
+        return document.kind != UNKNOWN
+    name = document.path.name.lower()
+    return name == "config.json" or "lycoris" in name
 
 
 def attach_model(document: Document, spec: str, built_models: dict) -> None:

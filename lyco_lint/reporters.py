@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from typing import Callable, TextIO
 
@@ -194,6 +193,3 @@ REPORTERS: dict[str, Callable[[LintResult, TextIO, bool, "bool | None"], None]] 
     "github": _github,
 }
 
-
-def default_stream() -> TextIO:
-    return sys.stdout

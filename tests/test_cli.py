@@ -159,3 +159,11 @@ def test_explain_unknown_topic_suggests(capsys):
 def test_explain_accepts_a_training_option_written_with_dashes(capsys):
     status, out, _ = run(capsys, "explain", "--lora_type")
     assert status == 0 and out.startswith("# lora_type")
+
+
+def test_folders_report_broken_configs_but_not_other_broken_json(capsys, tmp_path):
+    (tmp_path / "tsconfig.json").write_text('{"compilerOptions": {}, // a comment\n}')
+    (tmp_path / "my.lycoris.json").write_text('{"algo": "lokr",}')
+    status, out, _ = run(capsys, "lint", "--format", "json", str(tmp_path))
+    findings = json.loads(out)
+    assert status == 1 and [(f["code"], f["file"].rsplit("/", 1)[-1]) for f in findings] == [("LYC001", "my.lycoris.json")]
