@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, engine_rule, rule
-from ..documents import Document
-from ..jsonpos import join_pointer, walk
+from ..documents import Document, option_name
+from ..jsonpos import Member, join_pointer, to_python, walk
 from ..schemas import LYCORIS_CONFIG_ID, SchemaProblem, check_document, did_you_mean, schema
 
 engine_rule(
@@ -57,9 +57,9 @@ engine_rule(
     ERROR,
     applies_to=(LYCORIS, TRAINING),
     summary=(
-        "Reports a key that appears twice in one object. In a training config `k` and `--k`, an option and its "
-        "alias or legacy name (`validation_steps`, `validation_step_interval`) count as the same option: "
-        "SimpleTuner strips the dashes and argparse keeps the last value."
+        "Reports a key that appears twice in one object; in a training config `k` and `--k` count as the same "
+        "key (SimpleTuner strips the dashes). An option and its alias or legacy name (`validation_steps`, "
+        "`validation_step_interval`) with different values is a warning: argparse keeps the last."
     ),
     why=(
         "Python's json module keeps the last value without a word, so the earlier setting is silently "
@@ -72,20 +72,31 @@ def duplicate_key(document: Document) -> Iterator[Hit]:
     for pointer, node, _member in walk(document.root):
         if node.kind != "object":
             continue
-        first_spelling: dict[str, str] = {}
+        first: dict[str, Member] = {}
         for member in node.members:
             name = _training_option(member.key) if document.kind == TRAINING and pointer == "" else member.key
-            if name not in first_spelling:
-                first_spelling[name] = member.key
+            if name not in first:
+                first[name] = member
                 continue
-            earlier = first_spelling[name]
-            also = "" if earlier == member.key else f" (also written '{earlier}')"
-            yield Hit(
-                join_pointer(pointer, member.key),
-                f"key '{member.key}' appears twice in this object{also}; only the last value counts and the "
-                f"other is silently lost: delete one of them",
-                at="key",
-            )
+            earlier = first[name]
+            if earlier.key == member.key or option_name(earlier.key) == option_name(member.key):
+                also = "" if earlier.key == member.key else f" (also written '{earlier.key}')"
+                yield Hit(
+                    join_pointer(pointer, member.key),
+                    f"key '{member.key}' appears twice in this object{also}; only the last value counts and the "
+                    f"other is silently lost: delete one of them",
+                    at="key",
+                )
+            elif to_python(earlier.value) != to_python(member.value):
+                # an option and its alias or legacy name: SimpleTuner accepts both and argparse keeps the
+                # last, so this is a warning; with equal values (SimpleTuner's own examples) it is harmless
+                yield Hit(
+                    join_pointer(pointer, member.key),
+                    f"'{member.key}' and '{earlier.key}' set the same option with different values; SimpleTuner "
+                    f"keeps the last one ('{member.key}'): delete the other",
+                    at="key",
+                    severity=WARNING,
+                )
 
 
 def _training_option(key: str) -> str:
