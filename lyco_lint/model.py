@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from .lycoris_state import PRESET_DEFAULTS, reset_preset_state
 from .units import TRAINING_BYTES_PER_PARAM
 
 # Image tokens per forward used to spread the once-per-forward cost of the rebuild path: a 1024x1024
@@ -55,19 +56,6 @@ _FAMILY_SUBFOLDER = {
 _UNET_FAMILIES = frozenset({"deepfloyd", "kolors", "sd1x", "sdxl", "stable_cascade"})
 # Components tried, in order, in a pipeline's model_index.json when the family does not say.
 _TRAINED_COMPONENTS = ("transformer", "unet", "prior", "dit")
-
-# LycorisNetwork's class-level preset state in lycoris-lora 4.1.3 (wrapper.py). apply_preset mutates
-# these and they persist between networks, so every analysis starts from them.
-_PRESET_DEFAULTS: dict[str, Any] = {
-    "ENABLE_CONV": True,
-    "TARGET_REPLACE_MODULE": ["Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm"],
-    "TARGET_REPLACE_NAME": [],
-    "LORA_PREFIX": "lycoris",
-    "MODULE_ALGO_MAP": {},
-    "NAME_ALGO_MAP": {},
-    "USE_FNMATCH": False,
-    "TARGET_EXCLUDE_NAME": [],
-}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -624,15 +612,13 @@ def _simpletuner_int(config: dict, key: str, default: int) -> int:
 
 
 def _class_state(network_class) -> dict[str, Any]:
-    return {name: getattr(network_class, name) for name in _PRESET_DEFAULTS}
+    return {name: getattr(network_class, name) for name in PRESET_DEFAULTS}
 
 
 @contextlib.contextmanager
 def _preset_state(network_class) -> Iterator[None]:
     """Start from LyCORIS's defaults and put the caller's state back afterwards."""
-    saved = _class_state(network_class)
-    for name, value in _PRESET_DEFAULTS.items():
-        setattr(network_class, name, value.copy() if isinstance(value, (list, dict)) else value)
+    saved = reset_preset_state(network_class)
     try:
         yield
     finally:

@@ -23,17 +23,6 @@ from typing import Any, Iterator, Optional
 
 from .config import ConfigError
 
-# LycorisNetwork's class attributes as lycoris-lora 4.1.3 ships them (§7.3).
-PRESET_DEFAULTS: dict[str, Any] = {
-    "ENABLE_CONV": True,
-    "TARGET_REPLACE_MODULE": ["Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm"],
-    "TARGET_REPLACE_NAME": [],
-    "MODULE_ALGO_MAP": {},
-    "NAME_ALGO_MAP": {},
-    "LORA_PREFIX": "lycoris",
-    "USE_FNMATCH": False,
-    "TARGET_EXCLUDE_NAME": [],
-}
 TLORA_BUFFERS = ("base_q", "base_p", "base_lambda")  # recomputed from the base weights, never saved (§13)
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 
@@ -58,10 +47,12 @@ class Adapter:
 
 
 def reset_lycoris_class_state() -> None:
+    """Build every network from LyCORIS's default preset state (apply_preset leaks between calls)."""
     from lycoris import LycorisNetwork
 
-    for name, value in PRESET_DEFAULTS.items():
-        setattr(LycorisNetwork, name, copy.deepcopy(value))
+    from lyco_lint.lycoris_state import reset_preset_state
+
+    reset_preset_state(LycorisNetwork)
 
 
 def complete_config(lycoris_config: dict[str, Any]) -> dict[str, Any]:

@@ -64,16 +64,7 @@ ALGO_CONFIGS = {
     "loha": {"algo": "loha", "multiplier": 1.0, "linear_dim": 4, "linear_alpha": 2},
     "tlora": {"algo": "tlora", "multiplier": 1.0, "linear_dim": 8, "linear_alpha": 4, "tlora_min_rank": 1, "tlora_alpha": 1.0},
 }
-LYCORIS_DEFAULTS = {
-    "ENABLE_CONV": True,
-    "TARGET_REPLACE_MODULE": ["Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm"],
-    "TARGET_REPLACE_NAME": [],
-    "LORA_PREFIX": "lycoris",
-    "MODULE_ALGO_MAP": {},
-    "NAME_ALGO_MAP": {},
-    "USE_FNMATCH": False,
-    "TARGET_EXCLUDE_NAME": [],
-}
+from lyco_lint.lycoris_state import PRESET_DEFAULTS as LYCORIS_DEFAULTS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
