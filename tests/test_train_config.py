@@ -299,11 +299,6 @@ def test_the_lint_gate_checks_targets_against_the_model(tmp_path, fake_model, ca
     assert "LYC207" in out and "not starting" in out
 
 
-def test_flux2_dev_is_refused_clearly(tmp_path, fake_model, capsys):
-    assert run(setup(tmp_path, fake_model, options={"model_flavour": "dev"}), dry_run=True) == 1
-    assert "not supported yet" in capsys.readouterr().out
-
-
 def test_resume_point_finds_the_latest_complete_checkpoint(tmp_path):
     from lyco_train.plan import resume_point
 

@@ -91,6 +91,26 @@ def test_full_run_trains_and_writes_weights_checkpoints_metrics_and_curve(tmp_pa
     assert len(network.loras) == 14
 
 
+def test_flux2_dev_trains_with_mistral3_prompts_and_guidance(tmp_path_factory, tmp_path, capsys):
+    """FLUX.2 [dev]: Mistral 3 prompt embeddings (diffusers' own function) and the guidance input."""
+    from diffusers import Flux2Transformer2DModel
+    from lycoris import create_lycoris_from_weights
+
+    from train_fixtures import tiny_dev_pipeline
+
+    pipeline = tiny_dev_pipeline(tmp_path_factory)
+    config = write_setup(tmp_path, pipeline, options={"model_flavour": "dev", "flux_guidance_value": 3.5})
+    assert run(config) == 0
+    rows = metrics(tmp_path / "output")
+    assert len(rows) == 4 and all(math.isfinite(row["loss"]) for row in rows)
+    embeddings = load_file(str(next((tmp_path / "cache" / "text").rglob("*.safetensors"))))
+    assert next(iter(embeddings.values())).shape[-1] == 48  # 3 Mistral hidden states of width 16
+    fresh = Flux2Transformer2DModel.from_pretrained(pipeline, subfolder="transformer")
+    assert fresh.config.guidance_embeds
+    network, _ = create_lycoris_from_weights(1.0, str(tmp_path / "output" / "pytorch_lora_weights.safetensors"), fresh)
+    assert len(network.loras) == 14
+
+
 ACCUMULATE_BF16 = {"train_batch_size": 1, "gradient_accumulation_steps": 2, "mixed_precision": "bf16", "optimizer": "adamw_bf16"}
 
 

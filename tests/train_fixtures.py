@@ -11,6 +11,11 @@ The pipeline has the real classes with tiny sizes, saved with ``save_pretrained`
 * transformer: ``Flux2Transformer2DModel`` with one double and one single block, 2 heads of 8, text width 48
   (3 × 16, the three stacked hidden states), no guidance embedding (Klein).
 
+``build_tiny_flux2_dev`` builds the FLUX.2 [dev] counterpart: a ``Mistral3ForConditionalGeneration`` text
+encoder (30 text layers of width 16, since Flux2Pipeline reads hidden states 10, 20 and 30; a one-layer
+Pixtral vision tower it never uses), a word-level tokenizer with Mistral's system/instruction tokens and a
+chat template over content lists, and a transformer with a guidance embedding, as [dev] has.
+
 Nothing is downloaded. Built once per test session (``tiny_pipeline``) and reused.
 """
 
@@ -63,26 +68,26 @@ def tiny_pipeline(tmp_path_factory) -> Path:
     return _BUILT["pipeline"]
 
 
-def build_tiny_flux2_klein(folder: Path) -> Path:
-    import torch
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+def tiny_dev_pipeline(tmp_path_factory) -> Path:
+    """The tiny FLUX.2 [dev] pipeline folder, built on first use in this test session."""
+    if "dev" not in _BUILT:
+        _BUILT["dev"] = build_tiny_flux2_dev(tmp_path_factory.mktemp("tiny-flux2-dev"))
+    return _BUILT["dev"]
 
-    vocab = {token: index for index, token in enumerate(SPECIAL + ["[UNK]", "user", "assistant"] + WORDS)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.add_special_tokens(SPECIAL)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<|endoftext|>", eos_token="<|im_end|>", unk_token="[UNK]")
-    tokenizer.chat_template = CHAT_TEMPLATE
+
+MISTRAL_SPECIAL = ["<s>", "</s>", "<pad>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]", "[IMG]"]
+MISTRAL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}[SYSTEM_PROMPT] "
+    "{% for part in message['content'] %}{{ part['text'] }}{% endfor %} [/SYSTEM_PROMPT] {% else %}[INST] "
+    "{% for part in message['content'] %}{{ part['text'] }}{% endfor %} [/INST] {% endif %}{% endfor %}"
+)
+
+
+def _tiny_vae_and_transformer(guidance_embeds: bool):
+    import torch
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
 
     torch.manual_seed(0)
-    text_encoder = Qwen3ForCausalLM(
-        Qwen3Config(
-            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=28, num_attention_heads=2,
-            num_key_value_heads=1, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
-        )
-    )
     vae = AutoencoderKLFlux2(
         block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
         layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=32, mid_block_add_attention=False,
@@ -92,8 +97,65 @@ def build_tiny_flux2_klein(folder: Path) -> Path:
         vae.bn.running_var.uniform_(0.5, 2.0)
     transformer = Flux2Transformer2DModel(
         patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=48, timestep_guidance_channels=16, axes_dims_rope=(2, 2, 2, 2), guidance_embeds=False,
+        joint_attention_dim=48, timestep_guidance_channels=16, axes_dims_rope=(2, 2, 2, 2), guidance_embeds=guidance_embeds,
     )
+    return vae, transformer
+
+
+def _word_level_tokenizer(special: list[str], **tokens: str):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: index for index, token in enumerate(special + ["[UNK]", "user", "assistant"] + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(special)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", **tokens), len(vocab)
+
+
+def build_tiny_flux2_dev(folder: Path) -> Path:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration, MistralConfig, PixtralVisionConfig
+
+    tokenizer, vocab_size = _word_level_tokenizer(MISTRAL_SPECIAL, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tokenizer.chat_template = MISTRAL_CHAT_TEMPLATE
+    torch.manual_seed(0)
+    text_encoder = Mistral3ForConditionalGeneration(
+        Mistral3Config(
+            vision_config=PixtralVisionConfig(
+                hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, head_dim=8,
+                image_size=32, patch_size=16,
+            ),
+            text_config=MistralConfig(
+                vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=30, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=8, max_position_embeddings=128,
+            ),
+            image_token_index=MISTRAL_SPECIAL.index("[IMG]"),
+            spatial_merge_size=1,
+        )
+    )
+    vae, transformer = _tiny_vae_and_transformer(guidance_embeds=True)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    Flux2Pipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_flux2_klein(folder: Path) -> Path:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer, vocab_size = _word_level_tokenizer(SPECIAL, pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    text_encoder = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=28, num_attention_heads=2,
+            num_key_value_heads=1, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
+        )
+    )
+    vae, transformer = _tiny_vae_and_transformer(guidance_embeds=False)
     scheduler = FlowMatchEulerDiscreteScheduler(
         shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
     )

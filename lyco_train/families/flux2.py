@@ -1,14 +1,16 @@
-"""FLUX.2 [klein]: ``Flux2Transformer2DModel`` denoiser, ``AutoencoderKLFlux2`` latents, Qwen3 prompts.
+"""FLUX.2: ``Flux2Transformer2DModel`` denoiser, ``AutoencoderKLFlux2`` latents; Qwen3 prompts for [klein],
+Mistral 3 prompts for [dev].
 
-The math follows diffusers' ``Flux2KleinPipeline``: prompts go through the chat template with thinking
-off and are padded to 512 tokens; the prompt embedding is Qwen3's hidden states 9, 18 and 27 stacked on
-the feature axis; latents are the VAE mode, pixel-shuffled 2×2 (C → 4C, H/2, W/2) and normalised with the
+The math follows diffusers' ``Flux2KleinPipeline`` and ``Flux2Pipeline``. [klein]: prompts go through the
+chat template with thinking off and are padded to 512 tokens; the prompt embedding is Qwen3's hidden states
+9, 18 and 27 stacked on the feature axis. [dev]: diffusers' own ``_get_mistral_3_small_prompt_embeds``
+(FLUX.2's system message, hidden states 10, 20 and 30 of Mistral 3, 512 tokens). Both: latents are the VAE mode, pixel-shuffled 2×2 (C → 4C, H/2, W/2) and normalised with the
 VAE's batch-norm statistics; the transformer sees them packed as tokens (B, H·W, 4C) with position ids
 (t, y, x, l) = (0, y, x, 0) for the image and (0, 0, 0, i) for the text, and the timestep σ in [0, 1].
 Klein has no guidance embedding; a transformer that has one (dev) gets ``flux_guidance_*``.
 
-FLUX.2 [dev] encodes prompts with Mistral 3 and is refused for now. Torch, diffusers and transformers are
-imported inside the functions that need them, so the data plan and ``--dry-run`` stay light.
+Torch, diffusers and transformers are imported inside the functions that need them, so the data plan
+stays light.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ FLAVOURS = {
     "dev": "black-forest-labs/FLUX.2-dev",
 }
 DEFAULT_FLAVOUR = "klein-9b"  # SimpleTuner's default flux2 flavour
-SUPPORTED_FLAVOURS = ("klein-4b", "klein-9b")
 TARGET_CLASSES = ("Flux2Attention", "Flux2FeedForward", "Flux2ParallelSelfAttention", "Flux2TransformerBlock", "Flux2SingleTransformerBlock")
 TEXT_ENCODER_LAYERS = (9, 18, 27)  # Flux2KleinPipeline.encode_prompt(text_encoder_out_layers=...)
+DEV_TEXT_ENCODER_LAYERS = (10, 20, 30)  # Flux2Pipeline.encode_prompt(text_encoder_out_layers=...)
 MAX_SEQUENCE_LENGTH = 512  # Flux2KleinPipeline.tokenizer_max_length
 NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_PIXEL_MULTIPLE = 16  # VAE 8x and the 2x2 pixel shuffle
@@ -50,11 +52,6 @@ def check(config: TrainConfig) -> None:
     name = flavour(config)
     if name not in FLAVOURS:
         raise ConfigError(f"model_flavour '{name}' is not a flux2 flavour; choose one of {', '.join(FLAVOURS)}")
-    if name not in SUPPORTED_FLAVOURS:
-        raise ConfigError(
-            f"model_flavour '{name}' is not supported yet: FLUX.2 [dev] encodes prompts with Mistral 3, which lyco train "
-            f"does not implement; train a Klein flavour ({', '.join(SUPPORTED_FLAVOURS)})"
-        )
     if config.flow_schedule_auto_shift:
         raise ConfigError("flow_schedule_auto_shift is not implemented for flux2; remove it and set flow_schedule_shift (SimpleTuner's default is 3.0)")
     if config.tokenizer_max_length is not None and config.tokenizer_max_length < 1:
@@ -73,16 +70,25 @@ def latent_identity(config: TrainConfig) -> str:
     return f"flux2-latents|{_component_identity(config, 'vae')}|dtype={vae_dtype_name(config)}"
 
 
+def uses_mistral(config: TrainConfig) -> bool:
+    """FLUX.2 [dev] encodes prompts with Mistral 3; the [klein] flavours with Qwen3."""
+    return flavour(config) == "dev"
+
+
 def text_identity(config: TrainConfig) -> str:
     parts = (
-        "flux2-klein-qwen3",
+        "flux2-dev-mistral3" if uses_mistral(config) else "flux2-klein-qwen3",
         _component_identity(config, "text_encoder"),
         _component_identity(config, "tokenizer"),
-        f"layers={','.join(map(str, TEXT_ENCODER_LAYERS))}",
+        f"layers={','.join(map(str, text_encoder_layers(config)))}",
         f"max_length={max_sequence_length(config)}",
         f"dtype={weight_dtype_name(config)}",
     )
     return "|".join(parts)
+
+
+def text_encoder_layers(config: TrainConfig) -> tuple[int, ...]:
+    return DEV_TEXT_ENCODER_LAYERS if uses_mistral(config) else TEXT_ENCODER_LAYERS
 
 
 def max_sequence_length(config: TrainConfig) -> int:
@@ -148,17 +154,25 @@ def load_vae(config: TrainConfig):
 
 
 def load_text_encoder(config: TrainConfig):
-    """(tokenizer, Qwen3 model) in the training dtype."""
-    from transformers import AutoTokenizer, Qwen3ForCausalLM
-
+    """(tokenizer or processor, text model) in the training dtype: Qwen3 for [klein], Mistral 3 for [dev]."""
     dtype = torch_dtype(weight_dtype_name(config))
-    tokenizer = AutoTokenizer.from_pretrained(model_root(config), subfolder="tokenizer", revision=config.revision)
-    model = Qwen3ForCausalLM.from_pretrained(model_root(config), subfolder="text_encoder", dtype=dtype, revision=config.revision, variant=config.variant)
-    layers = model.config.num_hidden_layers
-    if layers < max(TEXT_ENCODER_LAYERS):
+    common = {"subfolder": "text_encoder", "revision": config.revision, "variant": config.variant, "dtype": dtype}
+    if uses_mistral(config):
+        from transformers import AutoProcessor, Mistral3ForConditionalGeneration
+
+        tokenizer = AutoProcessor.from_pretrained(model_root(config), subfolder="tokenizer", revision=config.revision)
+        model = Mistral3ForConditionalGeneration.from_pretrained(model_root(config), **common)
+        layers = model.config.text_config.num_hidden_layers
+    else:
+        from transformers import AutoTokenizer, Qwen3ForCausalLM
+
+        tokenizer = AutoTokenizer.from_pretrained(model_root(config), subfolder="tokenizer", revision=config.revision)
+        model = Qwen3ForCausalLM.from_pretrained(model_root(config), **common)
+        layers = model.config.num_hidden_layers
+    if layers < max(text_encoder_layers(config)):
         raise ConfigError(
-            f"the text encoder has {layers} layers but FLUX.2 [klein] reads hidden states {TEXT_ENCODER_LAYERS}; "
-            "is pretrained_model_name_or_path a Klein model?"
+            f"the text encoder has {layers} layers but FLUX.2 {flavour(config)} reads hidden states "
+            f"{text_encoder_layers(config)}; does pretrained_model_name_or_path hold a {flavour(config)} model?"
         )
     return tokenizer, model.requires_grad_(False).eval()
 
@@ -182,10 +196,20 @@ def patchify(latents):
 
 
 def encode_prompts(text_encoder, prompts: list[str], config: TrainConfig):
-    """Prompts -> (B, L, 3·hidden) embeddings, as Flux2KleinPipeline._get_qwen3_prompt_embeds."""
+    """Prompts -> (B, L, 3·hidden) embeddings, as the FLUX.2 pipelines compute them."""
     import torch
 
     tokenizer, model = text_encoder
+    if uses_mistral(config):
+        from diffusers.pipelines.flux2.pipeline_flux2 import Flux2Pipeline
+        from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
+
+        with torch.no_grad():
+            return Flux2Pipeline._get_mistral_3_small_prompt_embeds(
+                model, tokenizer, prompts, dtype=model.dtype, device=model.device,
+                max_sequence_length=max_sequence_length(config), system_message=SYSTEM_MESSAGE,
+                hidden_states_layers=DEV_TEXT_ENCODER_LAYERS,
+            )
     texts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
