@@ -64,7 +64,19 @@ def schema(schema_id: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def validator(schema_id: str):
-    """A draft 2020-12 validator with every shipped schema in its registry (built once)."""
+    """The validator lint uses: lyco's own for the keywords the shipped schemas use (importing jsonschema
+    costs more than a whole lint run), jsonschema when a schema needs more (see fastschema.py)."""
+    from .fastschema import UnsupportedSchema, Validator
+
+    try:
+        return Validator(schema(schema_id), load_schemas())
+    except UnsupportedSchema:
+        return jsonschema_validator(schema_id)
+
+
+@lru_cache(maxsize=None)
+def jsonschema_validator(schema_id: str):
+    """A draft 2020-12 jsonschema validator with every shipped schema in a ``referencing`` registry."""
     from jsonschema import Draft202012Validator
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
@@ -167,9 +179,9 @@ def check_document(value: Any, schema_id: str) -> list[SchemaProblem]:
 
 
 def _problems_for(error) -> Iterator[SchemaProblem]:
-    from jsonschema.exceptions import best_match
+    if error.context:  # anyOf/oneOf (jsonschema only): report the most relevant alternative
+        from jsonschema.exceptions import best_match
 
-    if error.context:  # anyOf/oneOf: report the most relevant alternative only
         yield from _problems_for(best_match(error.context))
         return
     pointer = join_pointer("", *error.absolute_path)
