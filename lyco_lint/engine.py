@@ -160,15 +160,8 @@ def attach_model(document: Document, spec: str, built_models: dict) -> None:
     """Analyse the LyCORIS config against the real model (built once per model on the meta device) and
     put the analysis in the document's context for the model rules; a model that cannot be found or a
     config LyCORIS rejects becomes a finding (LYC210, LYC211), never a crash."""
-    try:
-        from .model import AnalysisError, ModelError, analyse, build_meta_model, resolve_model
-    except ImportError as error:  # a lint-only install
-        message = (
-            f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "
-            "pip install 'lyco[train]'"
-        )
-        document.engine_hits.append(("LYC210", Hit("", message, at="whole")))
-        return
+    from .model import AnalysisError, ModelError, analyse, build_meta_model, resolve_model
+
     training = document.context.training
     try:
         source = resolve_model(spec, document.context.family, training.options if training else None)
@@ -180,6 +173,12 @@ def attach_model(document: Document, spec: str, built_models: dict) -> None:
         document.engine_hits.append(("LYC211", Hit("", str(error), at="whole")))
     except ModelError as error:
         document.engine_hits.append(("LYC210", Hit("", str(error), at="whole")))
+    except ImportError as error:  # a lint-only install: torch, diffusers and lycoris are the train extra
+        message = (
+            f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "
+            "pip install 'lyco[train]'"
+        )
+        document.engine_hits.append(("LYC210", Hit("", message, at="whole")))
 
 
 def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:

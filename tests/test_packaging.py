@@ -105,3 +105,20 @@ def test_every_lycoris_option_is_documented():
     for schema in load_schemas().values():
         for name, spec in schema["properties"].items():
             assert spec.get("description") or "$ref" in spec, name
+
+
+def test_model_checks_on_a_lint_only_install_are_one_finding(tmp_path):
+    """Without the train extra (simulated: torch, diffusers and lycoris cannot be imported), --model says what
+    to install."""
+    config = tmp_path / "lycoris.json"
+    config.write_text(json.dumps(VALID_LYCORIS))
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "Flux2Transformer2DModel"}))
+    code = (
+        "import sys; sys.modules.update(dict.fromkeys(['torch', 'diffusers', 'lycoris'], None))\n"
+        "from lyco_lint.cli import main\n"
+        f"sys.exit(main(['lint', '--format', 'json', '--model', {str(tmp_path)!r}, {str(config)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    findings = json.loads(done.stdout)
+    assert done.returncode == 1 and [f["code"] for f in findings] == ["LYC210"], done.stderr
+    assert "pip install 'lyco[train]'" in findings[0]["message"]
