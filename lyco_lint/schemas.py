@@ -115,16 +115,17 @@ MAP_ENTRY_HINTS = {
 }
 
 
-def did_you_mean(word: str, candidates: Iterator[str] | list[str]) -> Optional[str]:
+def did_you_mean(word: str, candidates: Iterator[str] | list[str], cutoff: float = 0.6) -> Optional[str]:
+    """The closest candidate (case-insensitive), or None when none is at least ``cutoff`` similar."""
     import difflib
 
     candidates = list(candidates)
     lowered = {candidate.lower(): candidate for candidate in candidates}
     if word.lower() in lowered:
         return lowered[word.lower()]
-    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
     if not matches:
-        matches = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+        matches = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
         matches = [lowered[m] for m in matches]
     return matches[0] if matches else None
 

@@ -198,6 +198,12 @@ def test_lyc310_unknown_key_suggests_the_closest_option(check):
     assert "'lora_rank'" in findings[0]["message"] and findings[0]["pointer"] == "/lora_ranks"
 
 
+def test_lyc310_a_removed_option_gets_no_unrelated_suggestion(check):
+    findings = only(check(training(validation_torch_compile=False)), "LYC310")
+    assert len(findings) == 1 and "did you mean" not in findings[0]["message"]
+    assert "if it was removed from SimpleTuner, delete it" in findings[0]["message"]
+
+
 def test_lyc310_abbreviation_is_a_warning_naming_the_full_option(check):
     findings = only(check(training(lora_ra=16)), "LYC310")
     assert [f["severity"] for f in findings] == ["warning"]

@@ -724,8 +724,14 @@ def _unknown_key_text(resolution: st.KeyResolution) -> tuple[str, str]:
             f"'{name}' is a SimpleTuner WebUI setting that the trainer does not accept",
             "'unrecognized arguments'; remove it from config.json.",
         )
-    suggestion = did_you_mean(name, st.option_names())
-    hint = f"did you mean '{suggestion}'?" if suggestion else "see `lyco explain` or SimpleTuner's OPTIONS.md."
+    # SimpleTuner's 555 options share long prefixes (validation_, lora_, ...): a loose match suggests an
+    # unrelated option for a removed one (validation_torch_compile -> validation_prompt)
+    suggestion = did_you_mean(name, st.option_names(), cutoff=0.75)
+    hint = (
+        f"did you mean '{suggestion}'?"
+        if suggestion
+        else f"no {st.simpletuner_version()} option is close; if it was removed from SimpleTuner, delete it."
+    )
     return f"'{name}' is not a SimpleTuner option", f"'unrecognized arguments'; {hint}"
 
 
