@@ -13,7 +13,7 @@ lycoris = pytest.importorskip("lycoris")
 
 from safetensors import safe_open  # noqa: E402
 
-from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, tiny_pipeline, write_setup  # noqa: E402
+from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import _lcm  # noqa: E402
 from lyco_train.adapter import active_ranks, build_adapter, one_gc_collect, save_adapter, timestep_mask  # noqa: E402
@@ -21,19 +21,6 @@ from lyco_train.config import ConfigError, load_config  # noqa: E402
 from lyco_train.data import BatchStream, plan_data  # noqa: E402
 from lyco_train.families import flux2  # noqa: E402
 from lyco_train.loop import prepare, train_step  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    return tiny_pipeline(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def denoiser(pipeline):

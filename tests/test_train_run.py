@@ -16,23 +16,9 @@ pytest.importorskip("lycoris")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, tiny_pipeline, write_setup  # noqa: E402
+from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import run  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    return tiny_pipeline(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tiny model is faster on one thread, and two threads fight badly when the CPU is shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def metrics(output: Path) -> list[dict]:

@@ -25,6 +25,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 WORDS = (
     "a photo of red green blue yellow cat dog square circle stripe on white black background small large "
     "picture the and with"
@@ -59,6 +61,23 @@ FLUX2_TLORA = {
 }
 
 _BUILT: dict[str, Path] = {}
+
+
+# Fixtures the train test modules import (pytest picks up fixtures imported into a test module).
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model is faster on one thread, and two threads fight badly when the CPU is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_pipeline(tmp_path_factory) -> Path:
