@@ -10,6 +10,17 @@ EXAMPLES = ROOT / "examples"
 VALID_LYCORIS = {"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}
 
 
+def changed(base, **changes):
+    """A copy of ``base`` with keys set; a value of ``...`` removes the key."""
+    config = dict(base)
+    for key, value in changes.items():
+        if value is ...:
+            config.pop(key)
+        else:
+            config[key] = value
+    return config
+
+
 @pytest.fixture
 def write(tmp_path):
     """Write a config (a dict, or raw text) to a file in tmp_path and return its path."""

@@ -2,17 +2,11 @@
 
 import pytest
 
-from conftest import VALID_LYCORIS, codes
+from conftest import VALID_LYCORIS, changed, codes
 
 
 def with_(**changes):
-    config = dict(VALID_LYCORIS)
-    for key, value in changes.items():
-        if value is ...:
-            config.pop(key)
-        else:
-            config[key] = value
-    return config
+    return changed(VALID_LYCORIS, **changes)
 
 
 def only(findings, code):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, codes
+from conftest import ROOT, changed, codes
 from lyco_lint import training_options as st
 from lyco_lint.cli import main
 from lyco_lint.engine import Options, lint_paths
@@ -27,13 +27,7 @@ DATASETS = [{"id": "images", "type": "local", "instance_data_dir": "datasets/ima
 
 
 def training(**changes):
-    config = dict(MINIMAL)
-    for key, value in changes.items():
-        if value is ...:
-            config.pop(key)
-        else:
-            config[key] = value
-    return config
+    return changed(MINIMAL, **changes)
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ they stay silent. This module never imports :mod:`lyco_lint.model` (torch): it o
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Iterator, Optional
 
 from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, engine_rule, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
 from ..units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
-from .presets import simpletuner_model_may_differ
+from .presets import apply_preset, closest_classes, simpletuner_model_may_differ
 
 # LYC402: an adapter above this share of the base model's parameters is close to a full fine-tune.
 LARGE_ADAPTER_SHARE = 0.10
@@ -22,11 +21,6 @@ LARGE_ADAPTER_SHARE = 0.10
 
 def model_analysis(document: Document) -> Optional[Any]:
     return getattr(document.context, "model", None)
-
-
-def _preset(document: Document) -> dict:
-    preset = document.value.get("apply_preset") if isinstance(document.value, dict) else None
-    return preset if isinstance(preset, dict) else {}
 
 
 def _quoted(names, limit: int = 6) -> str:
@@ -81,21 +75,9 @@ engine_rule(
 # -- LYC207 ------------------------------------------------------------------------------------------------------
 
 
-def _likely_classes(name: str, classes: list[str], limit: int = 3) -> list[str]:
-    """Classes a wrong target most likely meant: those containing it first, then close spellings."""
-    wanted = name.lower()
-    containing = sorted((c for c in classes if wanted and wanted in c.lower() and c != name), key=lambda c: (len(c), c))
-    close = difflib.get_close_matches(name, classes, n=limit, cutoff=0.6)
-    picked: list[str] = []
-    for candidate in containing + close:
-        if candidate not in picked:
-            picked.append(candidate)
-    return picked[:limit]
-
-
 def _no_modules_reason(document: Document, analysis: Any) -> tuple[str, str]:
     """Why nothing was adapted, and the pointer to blame."""
-    preset = _preset(document)
+    preset = apply_preset(document)
     classes = sorted(analysis.classes)
     nothing_matched = set(analysis.target_classes) <= set(analysis.unmatched_classes) and set(
         analysis.target_names
@@ -103,7 +85,7 @@ def _no_modules_reason(document: Document, analysis: Any) -> tuple[str, str]:
     if nothing_matched and (analysis.target_classes or analysis.target_names):
         reasons = []
         if analysis.target_classes:
-            guesses = [guess for name in analysis.target_classes for guess in _likely_classes(name, classes)]
+            guesses = [guess for name in analysis.target_classes for guess in closest_classes(name, classes)]
             hint = f"did you mean {_quoted(dict.fromkeys(guesses))}?" if guesses else f"its classes include {_quoted(classes, 10)}"
             reasons.append(
                 f"none of the target classes ({_quoted(analysis.target_classes)}) occurs in the model, and LyCORIS "
