@@ -86,20 +86,24 @@ def plan_command(
     """Show what a LyCORIS config trains on the real model: layers, settings, parameters and memory."""
     import json
 
-    from .documents import LYCORIS, TRAINING
-    from .engine import Options, UsageError, lint_paths
+    from pathlib import Path
+
+    from .documents import LYCORIS, TRAINING, Document
+    from .engine import Options, lint_paths
 
     if output_format not in ("text", "json"):
         raise _fail(f"unknown format '{output_format}'; choose text or json")
-    try:
-        probe = lint_paths([config], Options(select=["LYC001", "LYC003", "LYC004"]))
-    except UsageError as error:
-        raise _fail(str(error))
-    kinds = {document.kind for document in probe.documents}
-    if TRAINING not in kinds and LYCORIS not in kinds:
+    if not Path(config).is_file():
+        raise _fail(f"{config}: no such file")
+    document = Document.read(Path(config), config)
+    if document.syntax_error is not None:
+        error = document.syntax_error
+        raise _fail(f"{config}:{error.line}:{error.column}: {error.message}")
+    kind = document.kind
+    if kind not in (TRAINING, LYCORIS):
         raise _fail(f"{config} is neither a LyCORIS config nor a training config")
     if model is None:
-        if TRAINING not in kinds:
+        if kind != TRAINING:
             raise _fail("a bare LyCORIS config needs --model (a diffusers folder or a hub id)")
         model = "auto"
     result = lint_paths([config], Options(family=family, model=model, select=["LYC001", "LYC003", "LYC21"]))
