@@ -165,16 +165,13 @@ def _json_type(value: Any) -> str:
 def check_document(value: Any, schema_id: str) -> list[SchemaProblem]:
     """Validate ``value`` and turn each error into one problem at one location.
 
-    jsonschema reports an ``if``/``else`` ``required`` failure and nested errors separately; we
-    keep one problem per (location, code), pointing at keys for unknown/missing keys and at values
-    for type and range errors.
+    Problems point at keys for unknown/missing keys and at values for type and range errors; each
+    missing key is its own problem, and a problem reported twice (through two schema branches) once.
     """
     problems: list[SchemaProblem] = []
-    seen: set[tuple[str, str]] = set()
     for error in validator(schema_id).iter_errors(value):
         for problem in _problems_for(error):
-            if (problem.pointer, problem.code) not in seen:
-                seen.add((problem.pointer, problem.code))
+            if problem not in problems:
                 problems.append(problem)
     return problems
 

@@ -67,6 +67,12 @@ def test_lyc010_missing_required(lint, missing):
     assert findings[0]["pointer"] == ""
 
 
+def test_lyc010_reports_every_missing_key(lint):
+    findings = lint({"linear_dim": 4})
+    assert codes(findings) == ["LYC010"] * 3
+    assert {f["message"].split("'")[1] for f in findings} == {"algo", "multiplier", "linear_alpha"}
+
+
 def test_lyc010_linear_dim_may_be_omitted_only_with_json_true_full_matrix(lint):
     assert lint(with_(algo="lokr", linear_dim=..., full_matrix=True)) == []
     findings = lint(with_(algo="lokr", linear_dim=..., full_matrix="true"))
