@@ -121,6 +121,13 @@ class Document:
         return UNKNOWN
 
     @cached_property
+    def schema_problems(self) -> list:
+        """The LyCORIS config schema's problems with this file, computed once and shared by the rules."""
+        from .schemas import LYCORIS_CONFIG_ID, check_document
+
+        return check_document(self.value, LYCORIS_CONFIG_ID)
+
+    @cached_property
     def value(self) -> Any:
         """The document as ``json.loads`` returns it."""
         return to_python(self.root) if self.root is not None else None

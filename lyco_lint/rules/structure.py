@@ -7,7 +7,7 @@ from typing import Iterator
 from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, engine_rule, rule
 from ..documents import Document, option_name
 from ..jsonpos import Member, join_pointer, to_python, walk
-from ..schemas import LYCORIS_CONFIG_ID, SchemaProblem, check_document, did_you_mean, schema
+from ..schemas import LYCORIS_CONFIG_ID, did_you_mean, schema
 
 engine_rule(
     "LYC001",
@@ -110,18 +110,9 @@ def _training_option(key: str) -> str:
 # -- schema-derived rules -----------------------------------------------------------------------
 
 
-def _schema_problems(document: Document) -> list[SchemaProblem]:
-    """Schema problems of a LyCORIS config, computed once per document and shared by the rules."""
-    cached = document.__dict__.get("_schema_problems")
-    if cached is None:
-        cached = check_document(document.value, LYCORIS_CONFIG_ID)
-        document.__dict__["_schema_problems"] = cached
-    return cached
-
-
 def schema_hits(document: Document, code: str) -> Iterator[Hit]:
     """The schema problems of ``document`` that belong to ``code`` (also used by LYC1xx/LYC2xx rules)."""
-    for problem in _schema_problems(document):
+    for problem in document.schema_problems:
         if problem.code == code:
             yield Hit(problem.pointer, problem.message, at=problem.at)
 
