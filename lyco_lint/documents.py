@@ -121,6 +121,13 @@ class Document:
         return UNKNOWN
 
     @cached_property
+    def training_settings(self) -> list:
+        """A training config's keys as SimpleTuner's loader and argparse read them (training_options.Setting)."""
+        from .training_options import read_settings
+
+        return read_settings(self)
+
+    @cached_property
     def schema_problems(self) -> list:
         """The LyCORIS config schema's problems with this file, computed once and shared by the rules."""
         from .schemas import LYCORIS_CONFIG_ID, check_document
@@ -134,10 +141,9 @@ class Document:
 
     @cached_property
     def options(self) -> dict[str, Any]:
-        """A training config's options keyed as SimpleTuner sees them (``--`` stripped)."""
-        if not self.is_object:
-            return {}
-        return {option_name(member.key): to_python(member.value) for member in self.root.members}
+        """A training config's values keyed by the option SimpleTuner sets with them (``--`` stripped,
+        aliases and legacy names resolved; the last key wins, as in argparse)."""
+        return {setting.option or setting.resolution.name: setting.value for setting in self.training_settings}
 
     # -- positions -------------------------------------------------------------------------
     @cached_property

@@ -472,7 +472,12 @@ class Setting:
         return self.output.values[-1]
 
 
-def settings(document: "Document") -> list[Setting]:
+def settings(document: "Document") -> list["Setting"]:
+    """Every top-level key of a training config with what SimpleTuner makes of it (read once per document)."""
+    return document.training_settings
+
+
+def read_settings(document: "Document") -> list[Setting]:
     if not document.is_object:
         return []
     found = []
