@@ -181,20 +181,20 @@ class Document:
 BUNDLED_EXAMPLES_PREFIX = "config/examples/"
 
 
-def bundled_example(training: Document, reference: str) -> Optional[Path]:
+def bundled_example(config_path: Path, reference: str) -> Optional[Path]:
     """Where ``config/examples/X`` lies when the training config itself sits in a copy of SimpleTuner's
     examples folder: the same file SimpleTuner would open from its package."""
     if not reference.startswith(BUNDLED_EXAMPLES_PREFIX):
         return None
     rest = reference[len(BUNDLED_EXAMPLES_PREFIX) :]
-    for folder in training.path.resolve().parents:
+    for folder in config_path.resolve().parents:
         if folder.name == "examples" and (folder / rest).is_file():
             return folder / rest
     return None
 
 
-def find_named_file(training: Document, reference: str) -> tuple[Optional[Path], list[Path]]:
-    """Find a file a training config names (its LyCORIS config, its data backend config).
+def find_named_file(config_path: Path, reference: str) -> tuple[Optional[Path], list[Path]]:
+    """Find a file a training config (at ``config_path``) names: its LyCORIS config, its data backend config.
 
     Returns the path found (or None) and every place looked, in order. Relative paths are tried
     against the training config's folder, then the current directory (SimpleTuner resolves against
@@ -202,7 +202,7 @@ def find_named_file(training: Document, reference: str) -> tuple[Optional[Path],
     SimpleTuner's bundled examples.
     """
     candidate = Path(reference).expanduser()
-    places = [candidate] if candidate.is_absolute() else [training.path.parent / candidate, Path.cwd() / candidate]
+    places = [candidate] if candidate.is_absolute() else [config_path.parent / candidate, Path.cwd() / candidate]
     unique: list[Path] = []
     for place in places:
         if place not in unique:
@@ -210,7 +210,7 @@ def find_named_file(training: Document, reference: str) -> tuple[Optional[Path],
     for place in unique:
         if place.is_file():
             return place, unique
-    return bundled_example(training, reference), unique
+    return bundled_example(config_path, reference), unique
 
 
 def resolve_lycoris_config(training: Document) -> tuple[Optional[Path], list[Path], str]:
@@ -222,7 +222,7 @@ def resolve_lycoris_config(training: Document) -> tuple[Optional[Path], list[Pat
     from .training_options import effective_text
 
     reference = effective_text(training, "lycoris_config") or DEFAULT_LYCORIS_CONFIG
-    found, places = find_named_file(training, reference)
+    found, places = find_named_file(training.path, reference)
     return found, places, reference
 
 

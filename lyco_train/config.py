@@ -98,8 +98,8 @@ def read_options(raw: dict[str, Any], where: str, notes: list[str]) -> dict[str,
     cosmetic: list[str] = []
     for key, value in raw.items():
         name = key[2:] if key.startswith("--") else key
-        name = table.LEGACY_RENAMES.get(name, name)
-        if name in table.LOADER_IGNORED:
+        name = table.legacy_renames().get(name, name)
+        if name in table.loader_ignored():
             continue  # SimpleTuner's loader drops these too
         if _loader_drops(value):
             continue  # null, "" and "false" leave SimpleTuner's default in place
@@ -251,16 +251,17 @@ def check_choices(values: dict[str, Any], where: str) -> None:
 
 
 def find_next_to(value: Optional[str], config_path: Path, name: str) -> Path:
-    """A file named in config.json: next to config.json first, then relative to the current directory."""
+    """A file named in config.json, found where ``lyco lint`` looks: next to config.json, then relative to
+    the current directory (then as one of SimpleTuner's bundled examples)."""
+    from lyco_lint.documents import find_named_file
+
     if not value:
         raise ConfigError(f"{config_path}: '{name}' is required; give the path of the file")
-    candidate = Path(value).expanduser()
-    places = [candidate] if candidate.is_absolute() else [config_path.parent / candidate, Path.cwd() / candidate]
-    for place in places:
-        if place.is_file():
-            return place
-    tried = ", ".join(str(place) for place in places)
-    raise ConfigError(f"{config_path}: {name}: file '{value}' not found (looked at {tried})")
+    found, places = find_named_file(config_path, value)
+    if found is None:
+        tried = ", ".join(str(place) for place in places)
+        raise ConfigError(f"{config_path}: {name}: file '{value}' not found (looked at {tried})")
+    return found
 
 
 def _read_json(path: Path, what: str) -> Any:

@@ -107,36 +107,33 @@ COSMETIC_REQUIRED: dict[str, tuple[object, str]] = {
     "attention_mechanism": ("diffusers", "lyco train uses diffusers' default attention; remove attention_mechanism or set it to \"diffusers\""),
 }
 
-# Keys SimpleTuner's JSON loader renames before parsing (only the identity renames are honoured here).
-LEGACY_RENAMES: dict[str, str] = {
-    "checkpointing_steps": "checkpoint_step_interval",
-    "save_total_limit": "checkpoints_total_limit",
-    "validation_steps": "validation_step_interval",
-    "fused_qkv_projections": "fuse_qkv_projections",
-}
-
-# Keys SimpleTuner's JSON loader drops without a word.
-LOADER_IGNORED: frozenset[str] = frozenset(
-    {"aspect_ratio_bucketing", "aspect_ratio_bucket_min", "aspect_ratio_bucket_max", "repeats", "ez_model_type",
-     "__disabled_fields__", "__active_tab__", "disable_multiline_split"}
-)
+# SimpleTuner's loader facts come from lyco_lint's copy of its option table (one source for lint and train).
 
 
-# SimpleTuner's argparse marks these required (compat §1.3).
-REQUIRED: tuple[str, ...] = ("model_type", "model_family", "output_dir", "data_backend_config", "optimizer")
+def _simpletuner_data() -> dict:
+    from lyco_lint.training_options import data
+
+    return data()
+
+
+def legacy_renames() -> dict[str, str]:
+    """Old key -> option, for the renames that keep the value (inverted booleans are not implemented)."""
+    renames = _simpletuner_data()["legacy_renames"]
+    return {old: rename["new"] for old, rename in renames.items() if rename["transform"] == "identity"}
+
+
+def loader_ignored() -> frozenset[str]:
+    """Keys SimpleTuner's JSON loader drops without a word."""
+    return frozenset(_simpletuner_data()["ignored_keys"])
 
 
 def simpletuner_required() -> tuple[str, ...]:
-    return REQUIRED
+    """Options SimpleTuner's argparse marks required (compat §1.3)."""
+    return tuple(_simpletuner_data()["required"])
 
 
 def simpletuner_option(name: str):
     """SimpleTuner's spec of an option (``type``, ``default``, ...) from lyco_lint's data, or None."""
-    try:
-        from lyco_lint import training_options
-    except ImportError:  # pragma: no cover - lyco_lint is part of the same distribution
-        return None
-    try:
-        return training_options.option(name)
-    except (AttributeError, KeyError, OSError, ValueError):
-        return None
+    from lyco_lint.training_options import option
+
+    return option(name)

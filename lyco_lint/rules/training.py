@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional
 
 from .. import training_options as st
 from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, rule
-from ..documents import BUNDLED_EXAMPLES_PREFIX, Document, bundled_example, find_named_file, resolve_lycoris_config
+from ..documents import BUNDLED_EXAMPLES_PREFIX, Document, find_named_file, resolve_lycoris_config
 from ..training_options import Setting, effective, effective_text, passes_value, settings, uses_lycoris
 from ..jsonpos import join_pointer
 from ..schemas import did_you_mean
@@ -59,7 +59,7 @@ def lycoris_config_not_found(document: Document) -> Iterator[Hit]:
     if not uses_lycoris(document):
         return
     found, places, reference = resolve_lycoris_config(document)
-    if found is not None or "{env:" in reference or bundled_example(document, reference) is not None:
+    if found is not None or "{env:" in reference:
         return
     configured = effective(document, "lycoris_config")
     setting = configured or effective(document, "lora_type")
@@ -1048,7 +1048,7 @@ def data_backend_config_not_found(document: Document) -> Iterator[Hit]:
     setting = effective(document, "data_backend_config")
     if setting is None or setting.text is None or setting.output.placeholder:
         return
-    found, places = find_named_file(document, setting.text)
+    found, places = find_named_file(document.path, setting.text)
     if found is not None:
         return
     bundled = setting.text.startswith(BUNDLED_EXAMPLES_PREFIX)
