@@ -3,8 +3,8 @@
 A rule is a small function registered with :func:`rule`. It receives the document being linted
 and yields :class:`Hit`s (where, and what to say); the engine turns hits into findings with
 positions, severity and the rule's code. Adding a rule means writing one decorated function in
-one of the ``lyco_lint.rules`` modules: the CLI, the reporters, ``lyco explain`` and the SARIF
-rules table all read this catalog.
+one of the ``lyco_lint.rules`` modules (importing ``lyco_lint.rules`` registers them all): the CLI,
+the reporters, ``lyco explain`` and the SARIF rules table all read this catalog.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ _APPLIES = {
 }
 
 RULES: dict[str, Rule] = {}
-_BY_NAME: dict[str, Rule] = {}
+BY_NAME: dict[str, Rule] = {}
 
 
 def rule(
@@ -128,24 +128,7 @@ def engine_rule(code: str, name: str, severity: Severity, **docs: str) -> Rule:
 
 
 def _add(entry: Rule) -> None:
-    if entry.code in RULES or entry.name in _BY_NAME:
+    if entry.code in RULES or entry.name in BY_NAME:
         raise ValueError(f"rule {entry.code} ({entry.name}) registered twice")
     RULES[entry.code] = entry
-    _BY_NAME[entry.name] = entry
-
-
-def load_rules() -> dict[str, Rule]:
-    """Import every rule module once so that the catalog is complete, then return it."""
-    from .rules import load_all
-
-    load_all()
-    return RULES
-
-
-def find_rule(code_or_name: str) -> Optional[Rule]:
-    load_rules()
-    return RULES.get(code_or_name.upper()) or _BY_NAME.get(code_or_name.lower())
-
-
-def rules_for(applies_to: str) -> list[Rule]:
-    return [entry for entry in load_rules().values() if applies_to in entry.applies_to]
+    BY_NAME[entry.name] = entry

@@ -49,9 +49,9 @@ def lint_command(
     model: Optional[str] = typer.Option(None, "--model", help="Check against the real model, built on the meta device (no weights read): a diffusers folder, a hub id (config only, cache first) or 'auto' (the training config's pretrained_model_name_or_path)."),
 ) -> None:
     """Check config files and report problems with their line and column."""
-    from .catalog import load_rules
     from .engine import Options, UsageError, exit_status, lint_paths
     from .reporters import FORMATS, report
+    from .rules import load_rules
 
     if output_format is None:
         github = os.environ.get("GITHUB_ACTIONS") == "true"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .jsonpos import JSONSyntaxError, Member, Node, Span, parse, to_python, walk
 
@@ -43,9 +43,6 @@ TRAINING_MARKERS = frozenset(
         "max_train_steps",
     }
 )
-# SimpleTuner's default when lora_type is lycoris and lycoris_config is absent.
-DEFAULT_LYCORIS_CONFIG = "config/lycoris_config.json"
-
 
 def option_name(key: str) -> str:
     """A training config key as SimpleTuner reads it: without the leading ``--``."""
@@ -64,7 +61,7 @@ class LintContext:
 
     family: Optional[str] = None
     training: Optional["Document"] = None
-    model: Any = None  # a lyco_lint.model.Analysis of the real model, with `--model`
+    model: Any = None  # a lyco_lint.meta_model.analysis.Analysis of the real model, with `--model`
 
 
 @dataclass
@@ -76,8 +73,9 @@ class Document:
     syntax_error: Optional[JSONSyntaxError] = None
     context: LintContext = field(default_factory=LintContext)
     forced_kind: Optional[str] = None  # set when a training config points at this file
-    # findings the engine itself makes about this file (the model could not be analysed, ...): (code, Hit)
+    # findings the engine itself makes about this file (the model could not be analysed, ...): (Rule, Hit)
     engine_hits: list = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict, repr=False)  # see derive()
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod
@@ -121,29 +119,16 @@ class Document:
         return UNKNOWN
 
     @cached_property
-    def training_settings(self) -> list:
-        """A training config's keys as SimpleTuner's loader and argparse read them (training_options.Setting)."""
-        from .training_options import read_settings
-
-        return read_settings(self)
-
-    @cached_property
-    def schema_problems(self) -> list:
-        """The LyCORIS config schema's problems with this file, computed once and shared by the rules."""
-        from .schemas import LYCORIS_CONFIG_ID, check_document
-
-        return check_document(self.value, LYCORIS_CONFIG_ID)
-
-    @cached_property
     def value(self) -> Any:
         """The document as ``json.loads`` returns it."""
         return to_python(self.root) if self.root is not None else None
 
-    @cached_property
-    def options(self) -> dict[str, Any]:
-        """A training config's values keyed by the option SimpleTuner sets with them (``--`` stripped,
-        aliases and legacy names resolved; the last key wins, as in argparse)."""
-        return {setting.option or setting.resolution.name: setting.value for setting in self.training_settings}
+    def derive(self, name: str, compute: Callable[["Document"], Any]) -> Any:
+        """``compute(self)``, computed once per document: the views other modules build on a document
+        (the training settings, the schema problems) without this module knowing them."""
+        if name not in self.derived:
+            self.derived[name] = compute(self)
+        return self.derived[name]
 
     # -- positions -------------------------------------------------------------------------
     @cached_property
@@ -175,67 +160,3 @@ class Document:
                 return Span(1, 1, 1, 1)
             pointer = pointer.rsplit("/", 1)[0]
             at = "key"
-
-
-# SimpleTuner resolves `config/examples/X` inside its installed package (simpletuner/examples/X).
-BUNDLED_EXAMPLES_PREFIX = "config/examples/"
-
-
-def bundled_example(config_path: Path, reference: str) -> Optional[Path]:
-    """Where ``config/examples/X`` lies when the training config itself sits in a copy of SimpleTuner's
-    examples folder: the same file SimpleTuner would open from its package."""
-    if not reference.startswith(BUNDLED_EXAMPLES_PREFIX):
-        return None
-    rest = reference[len(BUNDLED_EXAMPLES_PREFIX) :]
-    for folder in config_path.resolve().parents:
-        if folder.name == "examples" and (folder / rest).is_file():
-            return folder / rest
-    return None
-
-
-def find_named_file(config_path: Path, reference: str) -> tuple[Optional[Path], list[Path]]:
-    """Find a file a training config (at ``config_path``) names: its LyCORIS config, its data backend config.
-
-    Returns the path found (or None) and every place looked, in order. Relative paths are tried
-    against the training config's folder, then the current directory (SimpleTuner resolves against
-    its working directory; users usually write them relative to the config file), then as one of
-    SimpleTuner's bundled examples.
-    """
-    candidate = Path(reference).expanduser()
-    places = [candidate] if candidate.is_absolute() else [config_path.parent / candidate, Path.cwd() / candidate]
-    unique: list[Path] = []
-    for place in places:
-        if place not in unique:
-            unique.append(place)
-    for place in unique:
-        if place.is_file():
-            return place, unique
-    return bundled_example(config_path, reference), unique
-
-
-def resolve_lycoris_config(training: Document) -> tuple[Optional[Path], list[Path], str]:
-    """The LyCORIS config a training config points at, as SimpleTuner reads ``lycoris_config``
-    (SimpleTuner's default ``config/lycoris_config.json`` when it is not set).
-
-    Returns the path found (or None), every place looked, and the reference as written.
-    """
-    from .training_options import effective_text
-
-    reference = effective_text(training, "lycoris_config") or DEFAULT_LYCORIS_CONFIG
-    found, places = find_named_file(training.path, reference)
-    return found, places, reference
-
-
-def uses_lycoris(training: Document) -> bool:
-    """``lora_type`` is ``lycoris`` once SimpleTuner's loader and argparse have read it."""
-    from .training_options import uses_lycoris as reads_lycoris
-
-    return reads_lycoris(training)
-
-
-def model_family(training: Document) -> Optional[str]:
-    """The training config's ``model_family`` as SimpleTuner compares it (stripped, lower-cased)."""
-    from .training_options import effective_text
-
-    family = effective_text(training, "model_family")
-    return family.strip().lower() if family else None

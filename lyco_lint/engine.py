@@ -7,18 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from . import catalog
 from .catalog import Hit, Rule, Severity
-from .documents import (
-    LYCORIS,
-    TRAINING,
-    UNKNOWN,
-    Document,
-    LintContext,
-    model_family,
-    resolve_lycoris_config,
-    uses_lycoris,
-)
+from .documents import LYCORIS, TRAINING, UNKNOWN, Document, LintContext
+from .knowledge.training_view import model_family, options as training_options, resolve_lycoris_config, uses_lycoris
+from .rules import rules_for
+from .rules.model import LYCORIS_BUILD_FAILED, MODEL_UNAVAILABLE
+from .rules.structure import INVALID_JSON, UNRECOGNIZED_FILE, WRONG_ROOT_TYPE
 
 
 @dataclass(frozen=True)
@@ -160,43 +154,44 @@ def attach_model(document: Document, spec: str, built_models: dict) -> None:
     """Analyse the LyCORIS config against the real model (built once per model on the meta device) and
     put the analysis in the document's context for the model rules; a model that cannot be found or a
     config LyCORIS rejects becomes a finding (LYC210, LYC211), never a crash."""
-    from .model import AnalysisError, ModelError, analyse, build_meta_model, resolve_model
+    from .meta_model.analyse import AnalysisError, analyse
+    from .meta_model.build import build_meta_model
+    from .meta_model.resolve import ModelError, resolve_model
 
     training = document.context.training
     try:
-        source = resolve_model(spec, document.context.family, training.options if training else None)
+        source = resolve_model(spec, document.context.family, training_options(training) if training else None)
         identity = str(source.config_path or source.origin)
         if identity not in built_models:
             built_models[identity] = build_meta_model(source)
         document.context.model = analyse(built_models[identity], document.value, source=source)
     except AnalysisError as error:
-        document.engine_hits.append(("LYC211", Hit("", str(error), at="whole")))
+        document.engine_hits.append((LYCORIS_BUILD_FAILED, Hit("", str(error), at="whole")))
     except ModelError as error:
-        document.engine_hits.append(("LYC210", Hit("", str(error), at="whole")))
+        document.engine_hits.append((MODEL_UNAVAILABLE, Hit("", str(error), at="whole")))
     except ImportError as error:  # a lint-only install: torch, diffusers and lycoris are the train extra
         message = (
             f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "
             "pip install 'lyco[train]'"
         )
-        document.engine_hits.append(("LYC210", Hit("", message, at="whole")))
+        document.engine_hits.append((MODEL_UNAVAILABLE, Hit("", message, at="whole")))
 
 
 def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:
     options = options or Options()
-    rules = catalog.load_rules()
     hits: list[tuple[Rule, Hit]] = []
     if document.syntax_error is not None:
         error = document.syntax_error
-        entry = rules["LYC001"]
         location = (error.line, error.column, error.line, error.column + 1)
-        return [_finding(entry, document.display_path, location, error.message, "", None)] if options.wants("LYC001") else []
+        finding = _finding(INVALID_JSON, document.display_path, location, error.message, "", None)
+        return [finding] if options.wants(INVALID_JSON.code) else []
     if not document.is_object:
-        hits.append((rules["LYC003"], Hit("", _root_message(document), at="whole")))
+        hits.append((WRONG_ROOT_TYPE, Hit("", _root_message(document), at="whole")))
     elif document.kind == UNKNOWN:
-        hits.append((rules["LYC004"], Hit("", _unknown_message(), at="whole")))
+        hits.append((UNRECOGNIZED_FILE, Hit("", _unknown_message(), at="whole")))
     else:
-        hits.extend((rules[code], hit) for code, hit in document.engine_hits)
-        for entry in catalog.rules_for(document.kind):
+        hits.extend(document.engine_hits)
+        for entry in rules_for(document.kind):
             if not options.wants(entry.code):
                 continue
             hits.extend((entry, hit) for hit in entry.check(document))

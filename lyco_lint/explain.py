@@ -1,5 +1,8 @@
 """``lyco explain``: documentation of every rule, every LyCORIS config field, every algorithm and the
-training options lyco checks. Field docs come from the JSON Schemas, rule docs from the catalog."""
+training options lyco checks. Rule docs come from the catalog, field docs from the JSON Schemas, algorithm
+docs from ``knowledge.algorithms`` and training-option docs from ``knowledge.option_docs`` over SimpleTuner's
+option table. :data:`PROVIDERS` lists every source; adding a kind of topic means adding its function there.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from . import catalog
+from .knowledge import simpletuner
+from .knowledge.algorithms import ALGORITHMS, Algorithm
+from .knowledge.lycoris import algo_names, option_table
+from .knowledge.option_docs import OPTION_DOCS
+from .rules import load_rules
 from .schemas import APPLY_PRESET_ID, LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, schema
 
 
@@ -45,7 +53,7 @@ def first_sentence(text: str) -> str:
 
 
 def rule_topics() -> Iterator[Topic]:
-    for entry in sorted(catalog.load_rules().values(), key=lambda e: e.code):
+    for entry in sorted(load_rules().values(), key=lambda e: e.code):
         yield _rule_topic(entry)
 
 
@@ -121,24 +129,107 @@ def field_topics() -> Iterator[Topic]:
             yield _field_topic(prefix, name, spec)
 
 
-# -- extra providers (algorithms, training options) register here --------------------------------
-
-PROVIDERS: list[Callable[[], Iterator[Topic]]] = [rule_topics, field_topics]
+# -- lyco explain ALGO --------------------------------------------------------------------------
 
 
-def register_provider(provider: Callable[[], Iterator[Topic]]) -> Callable[[], Iterator[Topic]]:
-    PROVIDERS.append(provider)
-    return provider
+def _bullets(items) -> str:
+    return "\n".join(f"- {item}" for item in items) or "- (none)"
 
 
-def _load_providers() -> None:
-    # Importing these modules registers their providers.
-    from . import algorithms  # noqa: F401
-    from . import training_options  # noqa: F401
+def _code_list(names: list[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names) or "(none)"
+
+
+def algo_topic(algo: Algorithm) -> Topic:
+    table = option_table(algo.name)
+    data = {
+        "algo": algo.name,
+        "title": algo.title,
+        "tagline": algo.tagline,
+        "module_class": algo.module_class,
+        "summary": algo.summary,
+        "linear_dim": algo.linear_dim,
+        "caveats": list(algo.caveats),
+        "rules": list(algo.rules),
+        "options": table,
+        "lycoris_version": schema(LYCORIS_CONFIG_ID).get("x-lyco-lycoris-version"),
+    }
+    sections = [
+        f"# {algo.name}: {algo.title}",
+        "",
+        algo.summary,
+        "",
+        f"LyCORIS class: `{algo.module_class}`. Write `\"algo\": \"{algo.name}\"` (lower-case inside map entries).",
+        "",
+        "## What linear_dim means",
+        algo.linear_dim,
+        "",
+        "## Options it honours",
+        f"Top level: {_code_list(table['honours'])}, plus the options every algo reads (`multiplier`, "
+        "`linear_dim`, `conv_dim`, `module_dropout`, `bypass_mode`, `train_norm`, `preset`, `apply_preset`).",
+        "",
+        f"Only inside a module_algo_map / name_algo_map entry (create_lycoris drops them at the top level, LYC102): "
+        f"{_code_list(table['map_only'])}.",
+        "",
+        "## Options it ignores (LYC101)",
+        f"Top level: {_code_list(table['ignores'])}.",
+        "",
+        f"In a map entry using {algo.name}: {_code_list(table['map_entry_ignores'])}.",
+        "",
+        f"## Known problems in lycoris-lora {data['lycoris_version']}",
+        _bullets(algo.caveats),
+    ]
+    if algo.rules:
+        sections += ["", "## Related rules", ", ".join(f"`lyco explain {code}`" for code in algo.rules)]
+    return Topic(algo.name, "algo", f"{algo.title}: {algo.tagline}", "\n".join(sections) + "\n", data)
+
+
+def algorithm_topics() -> Iterator[Topic]:
+    for name in algo_names():
+        yield algo_topic(ALGORITHMS[name])
+
+
+# -- training options ------------------------------------------------------------------------------
+
+
+def _option_topic(name: str, description: str, rules: tuple[str, ...]) -> Topic:
+    spec = simpletuner.option(name) or {}
+    required = name in simpletuner.data()["required"]
+    legacy = sorted(old for old, rename in simpletuner.data()["legacy_renames"].items() if rename["new"] == name)
+    topic_data = {
+        "option": name,
+        "description": description,
+        "type": simpletuner.type_text(name),
+        "default": spec.get("default"),
+        "choices": spec.get("choices"),
+        "aliases": spec.get("aliases", []),
+        "legacy_keys": legacy,
+        "required": required,
+        "rules": list(rules),
+        "read_by": simpletuner.simpletuner_version(),
+    }
+    lines = [f"# {name}", "", description, "", f"Type: {topic_data['type']}", f"Default: {simpletuner.default_text(spec)}"]
+    if required:
+        lines.append("Required: yes (argparse refuses a config without it)")
+    if topic_data["aliases"] or legacy:
+        lines.append("Also accepted as: " + ", ".join(sorted(set(topic_data["aliases"]) | set(legacy))))
+    lines.append(f"Write it as `\"{name}\"` or `\"--{name}\"` in config.json.")
+    if rules:
+        lines.append("Checked by: " + ", ".join(rules))
+    lines.append(f"Read by: {topic_data['read_by']}")
+    return Topic(name, "training-option", description.split(";")[0].rstrip("."), "\n".join(lines) + "\n", topic_data)
+
+
+def training_option_topics() -> Iterator[Topic]:
+    for name, (description, rules) in OPTION_DOCS.items():
+        if simpletuner.option(name) is not None:
+            yield _option_topic(name, description, rules)
+
+
+PROVIDERS: tuple[Callable[[], Iterator[Topic]], ...] = (rule_topics, field_topics, algorithm_topics, training_option_topics)
 
 
 def all_topics() -> list[Topic]:
-    _load_providers()
     return [topic for provider in PROVIDERS for topic in provider()]
 
 

@@ -1,6 +1,6 @@
 """``lyco plan``: what a LyCORIS config will train on a real model, grouped by target, with sizes.
 
-Works on an :class:`lyco_lint.model.Analysis` (LyCORIS run on the model built on the meta device).
+Works on an :class:`lyco_lint.meta_model.analysis.Analysis` (LyCORIS run on the model built on the meta device).
 Training memory counts the adapter's own state only: fp32 weights + gradients + AdamW's two moments,
 16 bytes per trainable parameter (activations and the frozen base model come on top).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import Analysis
+from .meta_model.analysis import Analysis
 from .units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
 
 _GROUP_SETTINGS = ("algo", "dim", "alpha", "factor", "full_matrix", "bypass", "dora")

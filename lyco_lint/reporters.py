@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from typing import Callable, TextIO
 
-from . import __version__, catalog
+from . import __version__
 from .engine import Finding, LintResult
 
 FORMATS = ("text", "json", "sarif", "github")
@@ -105,7 +105,9 @@ _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 
 def sarif_log(result: LintResult) -> dict:
-    rules = sorted(catalog.load_rules().values(), key=lambda entry: entry.code)
+    from .rules import load_rules
+
+    rules = sorted(load_rules().values(), key=lambda entry: entry.code)
     index = {entry.code: position for position, entry in enumerate(rules)}
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",

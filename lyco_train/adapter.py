@@ -13,9 +13,7 @@ it must see the same ranks.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,48 +44,24 @@ class Adapter:
         return [p for p in self.network.parameters() if p.requires_grad]
 
 
-def reset_lycoris_class_state() -> None:
-    """Build every network from LyCORIS's default preset state (apply_preset leaks between calls)."""
-    from lycoris import LycorisNetwork
-
-    from lyco_lint.lycoris_state import reset_preset_state
-
-    reset_preset_state(LycorisNetwork)
-
-
-def complete_config(lycoris_config: dict[str, Any]) -> dict[str, Any]:
-    """The LyCORIS config with the values the run uses for the keys SimpleTuner reads with a default."""
-    complete = copy.deepcopy(lycoris_config)
-    complete["multiplier"] = float(complete.get("multiplier", 1.0))
-    complete["linear_dim"] = int(complete.get("linear_dim", 4))
-    complete["linear_alpha"] = float(complete.get("linear_alpha", 1.0))
-    if complete.get("algo") == "tlora":
-        complete["tlora_min_rank"] = int(complete.get("tlora_min_rank", 1))
-        complete["tlora_alpha"] = float(complete.get("tlora_alpha", 1.0))
-    return complete
-
-
 def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device, family_targets: tuple[str, ...], max_timestep: int) -> Adapter:
+    """The LyCORIS network on ``denoiser``, built by the function ``lyco plan`` uses (so the plan is what
+    trains), applied, with float32 trainable parameters on ``device``."""
     import torch
-    from lycoris import LycorisNetwork, create_lycoris
 
-    complete = complete_config(lycoris_config)
-    kwargs = copy.deepcopy(complete)
-    reset_lycoris_class_state()
-    preset = kwargs.pop("apply_preset", None)
-    if preset:
-        LycorisNetwork.apply_preset(preset)
-    multiplier = kwargs.pop("multiplier")
-    linear_dim = kwargs.pop("linear_dim")
-    linear_alpha = kwargs.pop("linear_alpha")
-    min_rank = kwargs.pop("tlora_min_rank", 1)
-    tlora_alpha = kwargs.pop("tlora_alpha", 1.0)
+    from lyco_lint.knowledge.lycoris import NetworkArgumentError, network_arguments
+    from lyco_lint.meta_model.network import build_network
+
+    try:
+        arguments = network_arguments(lycoris_config)
+    except NetworkArgumentError as error:
+        raise ConfigError(f"LyCORIS config: {error}") from None
     denoiser.requires_grad_(False)
     torch.manual_seed(seed)  # adapter initialisation (and T-LoRA's random init) is part of the run's seed
-    with quiet_lycoris(), one_gc_collect():
-        network = create_lycoris(denoiser, multiplier, linear_dim, linear_alpha, **kwargs)
+    built = build_network(denoiser, arguments)
+    network = built.network
     if not network.loras:
-        targets = (preset or {}).get("target_module", "every Linear/Conv (no apply_preset)")
+        targets = (arguments.preset or {}).get("target_module", "every Linear/Conv (no apply_preset)")
         raise ConfigError(
             f"the LyCORIS config adapts no module of the {type(denoiser).__name__} (target_module {targets}); "
             f"this model's classes include {', '.join(family_targets)} — run `lyco lint` on the config"
@@ -97,43 +71,10 @@ def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device
     network.requires_grad_(True)
     network.train()
     schedule = None
-    if complete.get("algo") == "tlora":
+    if arguments.is_tlora:
         groups = sorted({getattr(module, "mask_group_id", 0) for module in network.loras})
-        schedule = TloraSchedule(linear_dim, min_rank, tlora_alpha, max_timestep, tuple(groups))
-    return Adapter(network, complete, schedule)
-
-
-@contextlib.contextmanager
-def quiet_lycoris() -> Iterator[None]:
-    """LyCORIS logs INFO lines to stdout; keep its warnings, drop the chatter."""
-    logger = logging.getLogger("LyCORIS")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def one_gc_collect() -> Iterator[None]:
-    """T-LoRA's init calls gc.collect() after each module's SVD: 0.2 s apiece once torch, diffusers and
-    transformers are loaded, minutes on a real model. Tensors are freed by reference counting anyway, so
-    collect once, at the end."""
-    import gc
-    import types
-
-    from lycoris.modules import tlora
-
-    original = getattr(tlora, "gc", None)
-    if original is not None:
-        tlora.gc = types.SimpleNamespace(collect=lambda *args: 0)
-    try:
-        yield
-    finally:
-        if original is not None:
-            tlora.gc = original
-        gc.collect()
+        schedule = TloraSchedule(arguments.linear_dim, arguments.tlora_min_rank, arguments.tlora_alpha, max_timestep, tuple(groups))
+    return Adapter(network, arguments.complete_config(), schedule)
 
 
 @contextlib.contextmanager

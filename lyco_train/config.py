@@ -253,7 +253,7 @@ def check_choices(values: dict[str, Any], where: str) -> None:
 def find_next_to(value: Optional[str], config_path: Path, name: str) -> Path:
     """A file named in config.json, found where ``lyco lint`` looks: next to config.json, then relative to
     the current directory (then as one of SimpleTuner's bundled examples)."""
-    from lyco_lint.documents import find_named_file
+    from lyco_lint.knowledge.training_view import find_named_file
 
     if not value:
         raise ConfigError(f"{config_path}: '{name}' is required; give the path of the file")

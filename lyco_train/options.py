@@ -111,7 +111,7 @@ COSMETIC_REQUIRED: dict[str, tuple[object, str]] = {
 
 
 def _simpletuner_data() -> dict:
-    from lyco_lint.training_options import data
+    from lyco_lint.knowledge.simpletuner import data
 
     return data()
 
@@ -134,6 +134,6 @@ def simpletuner_required() -> tuple[str, ...]:
 
 def simpletuner_option(name: str):
     """SimpleTuner's spec of an option (``type``, ``default``, ...) from lyco_lint's data, or None."""
-    from lyco_lint.training_options import option
+    from lyco_lint.knowledge.simpletuner import option
 
     return option(name)

@@ -1,10 +1,20 @@
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+# The maintainer tools (tools/, not in the wheel) are imported by the tests that check their output.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+# SimpleTuner's reference tables sit in shared/ inside the checkout or beside it; tests that compare
+# against them skip when neither exists.
+REFERENCE = next(
+    (base / "shared" / "reference" for base in (ROOT, ROOT.parent) if (base / "shared" / "reference").is_dir()),
+    ROOT / "shared" / "reference",
+)
 
 # A minimal valid LyCORIS config; tests add or break one thing at a time.
 VALID_LYCORIS = {"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}

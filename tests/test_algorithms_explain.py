@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from lyco_lint import algorithms
-from lyco_lint.catalog import load_rules
+from lyco_lint.knowledge import algorithms, lycoris
+from lyco_lint.rules import load_rules
 from lyco_lint.cli import main
 from lyco_lint.schemas import LYCORIS_CONFIG_ID, schema
 
@@ -45,7 +45,7 @@ def test_explain_lokr_json_derives_options_from_the_schema(capsys):
 def test_option_table_follows_x_lyco_algos_for_every_algo():
     properties = schema(LYCORIS_CONFIG_ID)["properties"]
     for algo in ALGOS:
-        table = algorithms.option_table(algo)
+        table = lycoris.option_table(algo)
         for name, spec in properties.items():
             if "x-lyco-algos" not in spec or spec.get("deprecated"):
                 continue

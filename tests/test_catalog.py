@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lyco_lint.catalog import ENGINE, LYCORIS, TRAINING, load_rules
+from lyco_lint.catalog import ENGINE, LYCORIS, TRAINING
+from lyco_lint.rules import load_rules
 from lyco_lint.engine import Options, lint_paths
 
 RULES = load_rules()

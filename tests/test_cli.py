@@ -138,7 +138,7 @@ def test_explain_prints_the_doc(capsys, topic, words):
 
 
 def test_explain_lists_every_rule_and_field(capsys):
-    from lyco_lint.catalog import load_rules
+    from lyco_lint.rules import load_rules
 
     status, out, _ = run(capsys, "explain", "--format", "json")
     names = {entry["name"] for entry in json.loads(out)}

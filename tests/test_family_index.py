@@ -11,18 +11,15 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import REFERENCE
 
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("torch")
 
-from lyco_lint.tools.build_family_index import FAMILY_CONFIGS, GENERATED_BY, build_family  # noqa: E402
+from tools.build_family_index import FAMILY_CONFIGS, GENERATED_BY, build_family  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX_PATH = ROOT / "lyco_lint" / "data" / "family_modules.json"
-# shared/ sits in the repository root in some checkouts and beside it in others.
-REFERENCE_CANDIDATES = [
-    base / "shared" / "reference" / "simpletuner_model_families.json" for base in (ROOT, ROOT.parent)
-]
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +63,11 @@ def test_unet_family_has_the_generic_diffusers_blocks(index):
 
 
 def test_family_names_and_classes_match_simpletuner(index):
-    """Family keys must be SimpleTuner --model_family choices, with the model class it trains."""
-    path = next((candidate for candidate in REFERENCE_CANDIDATES if candidate.exists()), None)
-    if path is None:
+    """Family keys must be SimpleTuner --model_family choices, with the diffusers class SimpleTuner's model
+    copies (its registry's ``model_class``; a UNet family trains a subclass of it)."""
+    reference = json.loads((REFERENCE / "simpletuner_model_families.json").read_text(encoding="utf-8"))["families"] if (REFERENCE / "simpletuner_model_families.json").exists() else None
+    if reference is None:
         pytest.skip("SimpleTuner reference (shared/reference/simpletuner_model_families.json) not available")
-    reference = json.loads(path.read_text(encoding="utf-8"))["families"]
     for family, entry in index["families"].items():
         assert family in reference, family
         assert entry["model_class"] == reference[family]["model_class"], family

@@ -21,16 +21,10 @@ lycoris = pytest.importorskip("lycoris")
 
 from lyco_lint.documents import Document, LintContext  # noqa: E402
 from lyco_lint.engine import Options, lint_document  # noqa: E402
-from lyco_lint.model import (  # noqa: E402
-    AnalysisError,
-    _no_tlora_gc,
-    ModelError,
-    analyse,
-    analyse_spec,
-    build_meta_model,
-    model_class,
-    resolve_model,
-)
+from lyco_lint.meta_model.analyse import AnalysisError, analyse, analyse_spec  # noqa: E402
+from lyco_lint.meta_model.build import build_meta_model, model_class  # noqa: E402
+from lyco_lint.meta_model.patches import no_tlora_gc as _no_tlora_gc  # noqa: E402
+from lyco_lint.meta_model.resolve import ModelError, resolve_model  # noqa: E402
 from lyco_lint.plan import plan_as_dict, render_plan  # noqa: E402
 
 from conftest import EXAMPLES, codes  # noqa: E402
@@ -64,7 +58,7 @@ ALGO_CONFIGS = {
     "loha": {"algo": "loha", "multiplier": 1.0, "linear_dim": 4, "linear_alpha": 2},
     "tlora": {"algo": "tlora", "multiplier": 1.0, "linear_dim": 8, "linear_alpha": 4, "tlora_min_rank": 1, "tlora_alpha": 1.0},
 }
-from lyco_lint.lycoris_state import PRESET_DEFAULTS as LYCORIS_DEFAULTS  # noqa: E402
+from lyco_lint.knowledge.lycoris import PRESET_DEFAULTS as LYCORIS_DEFAULTS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -511,7 +505,7 @@ def klein_4b(tmp_path_factory):
 
 @pytest.mark.parametrize("code", ["LYC207", "LYC208", "LYC401", "LYC402"])
 def test_rule_docs_examples_behave_as_documented_on_flux2_klein_4b(tmp_path, klein_4b, code):
-    from lyco_lint.catalog import find_rule
+    from lyco_lint.rules import find_rule
 
     entry = find_rule(code)
     for text, expected in ((entry.example, [code]), (entry.fixed, [])):

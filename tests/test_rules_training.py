@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, changed, codes
-from lyco_lint import training_options as st
+from conftest import REFERENCE, ROOT, changed, codes
+from lyco_lint.knowledge import families, simpletuner as st
 from lyco_lint.cli import main
 from lyco_lint.engine import Options, lint_paths
 
-REFERENCE = Path("/work/shared/reference")
 
 # The smallest config SimpleTuner starts with (PEFT LoRA, so the LyCORIS rules stay quiet).
 MINIMAL = {
@@ -497,22 +496,23 @@ def test_data_records_the_simpletuner_version_and_the_facts_the_rules_need():
     assert set(data["required"]) == {"model_type", "model_family", "output_dir", "data_backend_config", "optimizer"}
     assert st.option("lora_type")["choices"] == ["standard", "lycoris"]
     assert st.resolve_key("--validation_steps").option == "validation_step_interval"
-    assert st.flavours("FLUX2") == ["dev", "klein-4b", "klein-9b"]
-    assert st.is_video_family("wan") and not st.is_video_family("flux2")
-    assert st.is_sdxl_unet_family("kolors") and not st.is_sdxl_unet_family("sd1x")
+    assert families.flavours("FLUX2") == ["dev", "klein-4b", "klein-9b"]
+    assert families.is_video_family("wan") and not families.is_video_family("flux2")
+    assert families.is_sdxl_unet_family("kolors") and not families.is_sdxl_unet_family("sd1x")
 
 
 @pytest.mark.skipif(not (REFERENCE / "simpletuner_options.json").exists(), reason="reference files not available")
 def test_generator_reproduces_the_shipped_data_atomically(tmp_path):
-    from lyco_lint.tools.build_simpletuner_data import main as build
+    from tools.build_simpletuner_data import main as build
 
-    output = tmp_path / "data" / "simpletuner_options.json"
-    status = build([str(REFERENCE / "simpletuner_options.json"), str(REFERENCE / "simpletuner_model_families.json"), "--output", str(output)])
+    output = tmp_path / "data"
+    status = build([str(REFERENCE / "simpletuner_options.json"), str(REFERENCE / "simpletuner_model_families.json"), "--output-dir", str(output)])
     assert status == 0
-    shipped = ROOT / "lyco_lint" / "data" / "simpletuner_options.json"
-    assert output.read_text(encoding="utf-8") == shipped.read_text(encoding="utf-8")
-    assert [p.name for p in output.parent.iterdir()] == ["simpletuner_options.json"]  # no temporary left behind
-    assert output.stat().st_mode & 0o644 == 0o644
+    for name in ("simpletuner_options.json", "families.json"):
+        shipped = ROOT / "lyco_lint" / "data" / name
+        assert (output / name).read_text(encoding="utf-8") == shipped.read_text(encoding="utf-8")
+        assert (output / name).stat().st_mode & 0o644 == 0o644
+    assert sorted(p.name for p in output.iterdir()) == ["families.json", "simpletuner_options.json"]  # no temporary left behind
 
 
 def test_explain_a_training_option(capsys):
@@ -528,7 +528,9 @@ def test_explain_lists_training_options_and_finds_dashed_names(capsys):
     assert lookup("--base_model_precision").kind == "training-option"
     topics = [t for t in __import__("lyco_lint.explain", fromlist=["all_topics"]).all_topics() if t.kind == "training-option"]
     assert 30 <= len(topics) <= 60
-    assert len(topics) == len(st.OPTION_DOCS)  # every documented option exists in SimpleTuner's parser
+    from lyco_lint.knowledge.option_docs import OPTION_DOCS
+
+    assert len(topics) == len(OPTION_DOCS)  # every documented option exists in SimpleTuner's parser
     assert all(topic.data["description"] and topic.data["type"] for topic in topics)
 
 
@@ -540,7 +542,7 @@ def test_explain_every_training_rule(capsys, code):
 
 
 def test_rule_examples_are_json():
-    from lyco_lint.catalog import load_rules
+    from lyco_lint.rules import load_rules
 
     for code, entry in load_rules().items():
         if code.startswith("LYC3"):

@@ -16,7 +16,8 @@ from safetensors import safe_open  # noqa: E402
 from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import _lcm  # noqa: E402
-from lyco_train.adapter import active_ranks, build_adapter, one_gc_collect, save_adapter, timestep_mask  # noqa: E402
+from lyco_lint.meta_model.patches import no_tlora_gc  # noqa: E402
+from lyco_train.adapter import active_ranks, build_adapter, save_adapter, timestep_mask  # noqa: E402
 from lyco_train.config import ConfigError, load_config  # noqa: E402
 from lyco_train.data import BatchStream, plan_data  # noqa: E402
 from lyco_train.families import flux2  # noqa: E402
@@ -138,7 +139,7 @@ def test_saved_weights_reproduce_the_trained_network(tmp_path, pipeline, lycoris
         assert json.loads(handle.metadata()["lycoris_config"])["algo"] == lycoris_config["algo"]
 
     fresh = denoiser(pipeline)
-    with one_gc_collect():  # LyCORIS' T-LoRA init runs gc.collect() per module: slow, not wrong
+    with no_tlora_gc():  # LyCORIS' T-LoRA init runs gc.collect() per module: slow, not wrong
         loaded, _ = create_lycoris_from_weights(1.0, str(path), fresh)
     loaded.apply_to()
     trained = parts.denoiser.eval()

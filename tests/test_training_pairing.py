@@ -11,7 +11,7 @@ import pytest
 
 from conftest import EXAMPLES, ROOT
 from lyco_lint.engine import Options, lint_paths
-from lyco_lint.rules.training import feedforward_adaptations, sdxl_feedforward_tree
+from lyco_lint.knowledge.sdxl_unet import feedforward_adaptations, sdxl_feedforward_tree
 
 FIXTURES = ROOT / "tests" / "fixtures" / "training"
 
@@ -257,7 +257,7 @@ def test_broken_fixture_reports_its_codes(name):
     [("flux2-generic-targets", "LYC205"), ("hidream-trailing-comma", "LYC001")],
 )
 def test_failure_table_cases_are_caught_in_the_lycoris_config(name, code):
-    from lyco_lint.catalog import load_rules
+    from lyco_lint.rules import load_rules
 
     if code not in load_rules():
         pytest.skip(f"{code} is not registered")
@@ -365,7 +365,7 @@ def test_lycoris_detects_bnb_subclasses_and_quanto_but_not_linear4bit():
 def test_bypass_mode_is_read_with_str_bool(value, expected):
     torch = pytest.importorskip("torch")
     lycoris = pytest.importorskip("lycoris")
-    from lyco_lint.rules.training import bypass_enabled
+    from lyco_lint.knowledge.lycoris import bypass_enabled
 
     model = torch.nn.Sequential(torch.nn.Linear(8, 8))
     for name, default in LYCORIS_CLASS_DEFAULTS.items():

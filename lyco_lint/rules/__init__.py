@@ -1,15 +1,39 @@
-"""Rule modules. Each registers its rules in :mod:`lyco_lint.catalog` when imported.
+"""The rule modules, one per concern, and the complete catalog.
 
-To add a rule, write one ``@rule(...)`` function in the module of its family of codes:
-``structure`` (LYC0xx: JSON and schema), ``algorithms`` (LYC1xx), ``presets`` (LYC2xx),
-``training`` (LYC3xx), ``model`` (rules that need ``--model``: LYC207-LYC211, LYC4xx).
+Importing this package imports every rule module, and each registers its rules in
+:mod:`lyco_lint.catalog` with ``@rule`` (or ``engine_rule`` for codes the engine emits itself). To add a
+rule, write one decorated function in the module that owns its codes (:data:`CODE_TABLE`; a test checks
+that every registered code sits in its module's range and that the table covers the catalog).
 """
 
-import importlib
+from __future__ import annotations
 
-MODULES = ("structure", "algorithms", "presets", "training", "model")
+from typing import Optional
+
+from .. import catalog
+from ..catalog import Rule
+from . import algorithms, model, presets, structure, training_argparse, training_hazards, training_wiring
+
+# module -> (what it checks, the code ranges it owns as (first, last) inclusive)
+CODE_TABLE: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    structure.__name__: ("the file: JSON syntax, duplicate keys, the LyCORIS schema", (("LYC001", "LYC099"),)),
+    algorithms.__name__: ("algorithm options and their lycoris-lora 4.1.3 traps", (("LYC101", "LYC199"),)),
+    presets.__name__: ("apply_preset: preset keys, target classes of the family, patterns", (("LYC201", "LYC206"), ("LYC209", "LYC209"))),
+    model.__name__: ("the real model (--model): adaptation, costs", (("LYC207", "LYC208"), ("LYC210", "LYC299"), ("LYC401", "LYC499"))),
+    training_wiring.__name__: ("how a training config wires in its LyCORIS config and files", (("LYC301", "LYC303"), ("LYC316", "LYC316"))),
+    training_hazards.__name__: ("training and LyCORIS config combinations that train badly", (("LYC304", "LYC309"),)),
+    training_argparse.__name__: ("what SimpleTuner's loader and argparse make of config.json", (("LYC310", "LYC315"), ("LYC317", "LYC399"))),
+}
 
 
-def load_all() -> None:
-    for name in MODULES:
-        importlib.import_module(f"{__name__}.{name}")
+def load_rules() -> dict[str, Rule]:
+    """Every registered rule by code (the rule modules are imported with this package)."""
+    return catalog.RULES
+
+
+def find_rule(code_or_name: str) -> Optional[Rule]:
+    return catalog.RULES.get(code_or_name.upper()) or catalog.BY_NAME.get(code_or_name.lower())
+
+
+def rules_for(applies_to: str) -> list[Rule]:
+    return [entry for entry in catalog.RULES.values() if applies_to in entry.applies_to]

@@ -14,7 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from ..algorithms import (
+from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, rule
+from ..documents import Document
+from ..jsonpos import join_pointer
+from ..knowledge.lycoris import (
     BUILTIN_PRESET_ENABLE_CONV,
     algo_names,
     algos_honouring,
@@ -22,11 +25,10 @@ from ..algorithms import (
     lokr_is_all_full,
     map_only_options,
     normalize_top_level_algo,
+    str_bool,
+    unknown_algo_hint,
 )
-from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, rule
-from ..documents import Document
-from ..jsonpos import join_pointer
-from ..schemas import LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, did_you_mean, schema
+from ..schemas import LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, schema
 from .structure import schema_hits
 
 MAP_NAMES = ("module_algo_map", "name_algo_map")
@@ -37,11 +39,6 @@ FORBIDDEN_IN_MAP = ("dropout", "rank_dropout", "module_dropout", "multiplier")
 
 
 # -- values as LyCORIS reads them ---------------------------------------------------------------------
-
-
-def top_level_flag(value: Any) -> bool:
-    """create_lycoris's ``str_bool``: every value except false and the string "false" is true."""
-    return str(value).lower() != "false"
 
 
 def is_int(value: Any) -> bool:
@@ -111,7 +108,7 @@ class Scope:
     def flag(self, option: str, default: bool = False) -> bool:
         name = self.name(option)
         if self.is_top:
-            return top_level_flag(self.own[name]) if name in self.own else default
+            return str_bool(self.own[name]) if name in self.own else default
         if option in self.own:
             return bool(self.own[option])  # map entries are not coerced: Python truthiness
         return self.top.flag(option, default)
@@ -749,13 +746,7 @@ def map_unknown_algo(document: Document) -> Iterator[Hit]:
         if not isinstance(entry, dict) or not isinstance(entry.get("algo"), str) or entry["algo"] in names:
             continue
         algo = entry["algo"]
-        if algo.lower() in names:
-            hint = f"map entries are case-sensitive (only the top-level algo is lower-cased): write '{algo.lower()}'"
-        elif algo.lower() in ("dora", "doha", "dokr"):
-            hint = 'DoRA is a flag, not an algo: use "algo": "lora" (or loha/lokr) with "weight_decompose": true'
-        else:
-            guess = did_you_mean(algo.lower().replace("_", "-"), names)
-            hint = f"did you mean '{guess}'?" if guess else f"known algos: {', '.join(names)}"
+        hint = unknown_algo_hint(algo, in_map_entry=True)
         yield Hit(
             join_pointer("", "apply_preset", map_name, key, "algo"),
             f"unknown algo '{algo}' in the {map_name} entry '{key}': LyCORIS raises KeyError when it builds the first "

@@ -1,8 +1,9 @@
-"""LYC207, LYC208, LYC401, LYC402: checks against the real model (``lyco lint --model``).
+"""LYC207, LYC208, LYC210, LYC211, LYC4xx: checks against the real model (``lyco lint --model``).
 
-They report only when the engine attached a :class:`lyco_lint.model.Analysis` (LyCORIS run on the model
-built on the meta device) to the document's context as ``document.context.model``; without ``--model``
-they stay silent. This module never imports :mod:`lyco_lint.model` (torch): it only reads the analysis.
+They report only when the engine attached a :class:`lyco_lint.meta_model.analysis.Analysis` (LyCORIS run on
+the model built on the meta device) to the document's context as ``document.context.model``; without
+``--model`` they stay silent. LYC210 and LYC211 are emitted by the engine when the model cannot be read or
+LyCORIS refuses the config. This module never imports torch: it only reads the analysis.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Any, Iterator, Optional
 from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, engine_rule, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
+from ..knowledge.families import simpletuner_model_may_differ
+from ..knowledge.training_view import options as training_options
 from ..units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
-from .presets import apply_preset, closest_classes, simpletuner_model_may_differ
+from .presets import apply_preset, closest_classes
 
 # LYC402: an adapter above this share of the base model's parameters is close to a full fine-tune.
 LARGE_ADAPTER_SHARE = 0.10
@@ -44,7 +47,7 @@ def _simpletuner_caveat(document: Document, analysis: Any) -> Optional[str]:
     )
 
 
-engine_rule(
+MODEL_UNAVAILABLE = engine_rule(
     "LYC210",
     "model-unavailable",
     ERROR,
@@ -58,7 +61,7 @@ engine_rule(
     fixed="lyco lint --model ./FLUX.2-klein-base-4B lycoris.json   # a local folder (only config.json is read)",
 )
 
-engine_rule(
+LYCORIS_BUILD_FAILED = engine_rule(
     "LYC211",
     "lycoris-build-failed",
     ERROR,
@@ -208,7 +211,7 @@ def name_map_shadowed(document: Document) -> Iterator[Hit]:
 def _quantized_base(document: Document) -> Optional[str]:
     """The training config's base_model_precision when it quantizes the base model."""
     training = document.context.training
-    precision = training.options.get("base_model_precision") if training is not None else None
+    precision = training_options(training).get("base_model_precision") if training is not None else None
     if isinstance(precision, str) and precision.strip() and precision.strip().lower() != "no_change":
         return precision
     return None

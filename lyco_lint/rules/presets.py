@@ -1,29 +1,23 @@
-"""LYC2xx: ``apply_preset`` — unknown and ignored preset keys, targets that do not do what they look like,
-class names that do not exist in the model family, and invalid name patterns.
+"""LYC201-LYC206, LYC209: ``apply_preset`` — unknown and ignored preset keys, targets that do not do what
+they look like, class names that do not exist in the model family, and invalid name patterns.
 
-Class names are checked against ``lyco_lint/data/family_modules.json``: for each SimpleTuner model family whose
-model class exists in diffusers, every ``type(module).__name__`` of the model built from its released configs
-(generated offline by ``python -m lyco_lint.tools.build_family_index``; read lazily with ``json``).
+Class names are checked against the family module index (``knowledge.families.module_classes``): for each
+SimpleTuner model family whose model class exists in diffusers, every ``type(module).__name__`` of the model
+built from its released configs.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
+from ..knowledge.families import class_index, module_classes, simpletuner_model_may_differ
+from ..knowledge.lycoris import DEFAULT_TARGET_CLASSES
 from ..schemas import APPLY_PRESET_ID, schema
 from .structure import schema_hits
-
-FAMILY_INDEX = Path(__file__).resolve().parent.parent / "data" / "family_modules.json"
-# LyCORIS's default target classes: torch classes that a model may simply not contain (no Conv3d in an image
-# transformer); listing one the model lacks is harmless while other targets match.
-DEFAULT_TARGET_CLASSES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm")
 PATTERN_KEYS = ("target_name", "exclude_name")
 
 
@@ -168,19 +162,6 @@ def algo_map_key_not_targeted(document: Document) -> Iterator[Hit]:
 # -- LYC205 / LYC209: class names of the model family ---------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def family_index() -> dict[str, Any]:
-    """The shipped family module index ({} when it is missing, so that a broken install only loses LYC205)."""
-    try:
-        return json.loads(FAMILY_INDEX.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def family_entry(family: str) -> Optional[dict[str, Any]]:
-    return family_index().get("families", {}).get(family)
-
-
 def class_targets(document: Document) -> Iterator[tuple[str, str, str]]:
     """(class name, pointer, at) for every target_module item and module_algo_map key."""
     preset = apply_preset(document)
@@ -222,14 +203,6 @@ def _quoted(names: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-def simpletuner_model_may_differ(family: Optional[str]) -> bool:
-    """True for a family whose model SimpleTuner builds from its own copy of the class body, not known to
-    name its module classes as diffusers' class does (so class findings built from diffusers are likely,
-    not certain). flux2 and the UNet families are verified to match; an unknown family has no claim."""
-    entry = family_entry(family) if family else None
-    return entry is not None and not entry.get("simpletuner_verified")
-
-
 @rule(
     "LYC205",
     "unknown-target-module",
@@ -267,10 +240,10 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
         classes, model = sorted(model_analysis.classes), model_analysis.class_name
         where = f"the model {model}"
     else:
-        entry = family_entry(family) if family else None
+        entry = module_classes(family)
         if entry is None:
             return  # no family, or one the index does not cover (LYC209)
-        classes, model = sorted(entry.get("classes", [])), entry.get("model_class", "the model")
+        classes, model = sorted(entry.classes), entry.model_class or "the model"
         where = f"the {family} model ({model})"
     known = set(classes)
     targets = list(class_targets(document))
@@ -314,7 +287,7 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
 )
 def family_not_indexed(document: Document) -> Iterator[Hit]:
     family = document.context.family
-    if not family or family_entry(family) is not None or not family_index():
+    if not family or module_classes(family) is not None or not class_index():
         return
     targets = list(class_targets(document))
     if not targets:

@@ -7,9 +7,12 @@ from typing import Iterator
 from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, engine_rule, rule
 from ..documents import Document, option_name
 from ..jsonpos import Member, join_pointer, to_python, walk
-from ..schemas import LYCORIS_CONFIG_ID, did_you_mean, schema
+from ..knowledge.lycoris import algo_names, unknown_algo_hint
+from ..knowledge.simpletuner import resolve_key
+from ..schemas import LYCORIS_CONFIG_ID, check_document, schema
 
-engine_rule(
+# Codes the engine emits itself, before any rule runs (engine.py refers to them by these names).
+INVALID_JSON = engine_rule(
     "LYC001",
     "invalid-json",
     ERROR,
@@ -23,7 +26,7 @@ engine_rule(
     fixed='{\n  "algo": "lokr",\n  "linear_dim": 10000\n}',
 )
 
-engine_rule(
+WRONG_ROOT_TYPE = engine_rule(
     "LYC003",
     "wrong-root-type",
     ERROR,
@@ -36,7 +39,7 @@ engine_rule(
     fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1}',
 )
 
-engine_rule(
+UNRECOGNIZED_FILE = engine_rule(
     "LYC004",
     "unrecognized-file",
     WARNING,
@@ -101,8 +104,6 @@ def duplicate_key(document: Document) -> Iterator[Hit]:
 
 def _training_option(key: str) -> str:
     """The option a training config key sets: `--k`, an alias and a legacy name of one option are one."""
-    from ..training_options import resolve_key
-
     resolution = resolve_key(key)
     return resolution.option or resolution.name
 
@@ -110,9 +111,14 @@ def _training_option(key: str) -> str:
 # -- schema-derived rules -----------------------------------------------------------------------
 
 
+def schema_problems(document: Document) -> list:
+    """The LyCORIS config schema's problems with this file, computed once and shared by the rules."""
+    return document.derive("schema_problems", lambda doc: check_document(doc.value, LYCORIS_CONFIG_ID))
+
+
 def schema_hits(document: Document, code: str) -> Iterator[Hit]:
     """The schema problems of ``document`` that belong to ``code`` (also used by LYC1xx/LYC2xx rules)."""
-    for problem in document.schema_problems:
+    for problem in schema_problems(document):
         if problem.code == code:
             yield Hit(problem.pointer, problem.message, at=problem.at)
 
@@ -212,10 +218,6 @@ def non_boolean_flag(document: Document) -> Iterator[Hit]:
     return schema_hits(document, "LYC014")
 
 
-def known_algos() -> list[str]:
-    return schema(LYCORIS_CONFIG_ID)["properties"]["algo"]["x-lyco-choices"]
-
-
 @rule(
     "LYC015",
     "unknown-algo",
@@ -231,16 +233,9 @@ def known_algos() -> list[str]:
 )
 def unknown_algo(document: Document) -> Iterator[Hit]:
     algo = document.value.get("algo")
-    if not isinstance(algo, str) or algo.lower() in known_algos():
+    if not isinstance(algo, str) or algo.lower() in algo_names():
         return
-    if algo.lower() in ("dora", "doha", "dokr"):
-        hint = "DoRA is a flag, not an algo: use \"algo\": \"lora\" (or loha/lokr) with \"dora_wd\": true"
-    elif algo.lower() == "oft":
-        hint = "did you mean 'diag-oft'?"
-    else:
-        guess = did_you_mean(algo.lower().replace("_", "-"), known_algos())
-        hint = f"did you mean '{guess}'?" if guess else f"known algos: {', '.join(known_algos())}"
-    yield Hit("/algo", f"unknown algo '{algo}'; {hint}")
+    yield Hit("/algo", f"unknown algo '{algo}'; {unknown_algo_hint(algo)}")
 
 
 @rule(

@@ -1,4 +1,5 @@
-"""Regenerate ``lyco_lint/data/simpletuner_options.json``, the SimpleTuner facts the LYC3xx rules read.
+"""Regenerate ``lyco_lint/data/simpletuner_options.json`` and ``lyco_lint/data/families.json``: SimpleTuner's
+options, loader facts and model families, as lint, plan and the trainer read them.
 
 The two reference files (``shared/reference/simpletuner_options.json`` and
 ``shared/reference/simpletuner_model_families.json``) are a static reading of SimpleTuner's
@@ -6,28 +7,36 @@ argparse parser and model registry. They are large and full of provenance notes;
 only needs, per option, how argparse parses it (type, choices, aliases), its default (for
 messages and ``lyco explain``), and a few loader facts (legacy renames, ignored keys, options
 whose JSON objects/arrays the loader serialises into one argument). This tool keeps exactly
-that, plus the family → flavour table, and writes it compactly.
+that in ``simpletuner_options.json``; ``families.json`` holds per family what lyco needs: flavours and the
+default one, the class SimpleTuner trains, the component folder it loads (``model_subfolder``), whether
+it is a UNet, its prediction type, and two hand-kept facts (video families, SDXL-UNet families).
 
 Run it when the reference files change (a new SimpleTuner version)::
 
-    python -m lyco_lint.tools.build_simpletuner_data SOURCE_OPTIONS SOURCE_FAMILIES [--output PATH]
+    python tools/build_simpletuner_data.py SOURCE_OPTIONS SOURCE_FAMILIES [--output-dir DIR]
 
-The output is written atomically (temporary file + ``os.replace``) so that a linter running at
-the same time never reads half a file. Only the standard library is used.
+The outputs are written atomically, so a linter running at the same time never reads half a file. This
+tool is for maintainers and is not part of the wheel.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-GENERATED_BY = "python -m lyco_lint.tools.build_simpletuner_data"
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data" / "simpletuner_options.json"
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from lyco_lint.atomic import write_text  # noqa: E402
+
+GENERATED_BY = "python tools/build_simpletuner_data.py"
+DEFAULT_OUTPUT_DIR = ROOT / "lyco_lint" / "data"
+OPTIONS_FILE = "simpletuner_options.json"
+FAMILIES_FILE = "families.json"
 
 # Families whose training data is video (temporal VAE compression mixes frames across timesteps,
 # which T-LoRA's per-timestep rank mask does not expect). The family reference has no "video"
@@ -74,6 +83,9 @@ def _family_entry(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "flavours": spec.get("flavours") or [],
         "default_flavour": spec.get("default_flavour"),
         "model_class": spec.get("model_class_actual") or spec.get("model_class"),
+        "subfolder": spec.get("model_subfolder") or "transformer",
+        "unet": spec.get("model_type") == "unet",
+        "prediction_type": spec.get("prediction_type"),
     }
     if name in VIDEO_FAMILIES:
         entry["video"] = True
@@ -96,7 +108,8 @@ def _family_aliases(families: dict[str, Any]) -> dict[str, str]:
     return aliases
 
 
-def build(options_reference: dict[str, Any], families_reference: dict[str, Any]) -> dict[str, Any]:
+def build(options_reference: dict[str, Any], families_reference: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the options file, the families file)."""
     options = options_reference["options"]
     notes = options_reference.get("legacy_rename_notes", {})
     serialised = set(options_reference.get("json_serialised_by_loader", []))
@@ -120,6 +133,9 @@ def build(options_reference: dict[str, Any], families_reference: dict[str, Any])
         "json_serialised": sorted(serialised),
         "choice_aliases": {"lr_scheduler": {"cosine_with_warmup": "cosine"}},
         "options": {name: _option_entry(spec) for name, spec in sorted(options.items())},
+    }, {
+        "source": families_reference.get("source"),
+        "generated_by": GENERATED_BY,
         "families": {
             name: _family_entry(name, spec) for name, spec in sorted(families_reference["families"].items())
         },
@@ -146,32 +162,20 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; the file ships in the wheel
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=GENERATED_BY, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="tools/build_simpletuner_data.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("source_options", type=Path, help="shared/reference/simpletuner_options.json")
     parser.add_argument("source_families", type=Path, help="shared/reference/simpletuner_model_families.json")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR)
     args = parser.parse_args(argv)
     options_reference = json.loads(args.source_options.read_text(encoding="utf-8"))
     families_reference = json.loads(args.source_families.read_text(encoding="utf-8"))
-    data = build(options_reference, families_reference)
-    write_atomically(args.output, render(data))
+    options, families = build(options_reference, families_reference)
+    write_text(args.output_dir / OPTIONS_FILE, render(options))
+    write_text(args.output_dir / FAMILIES_FILE, render(families))
     print(
-        f"wrote {args.output}: {len(data['options'])} options, {len(data['families'])} families "
-        f"({data['source']})",
+        f"wrote {args.output_dir}: {len(options['options'])} options, {len(families['families'])} families "
+        f"({options['source']})",
         file=sys.stderr,
     )
     return 0
