@@ -137,10 +137,6 @@ class Document:
             return {}
         return {pointer: (node, member) for pointer, node, member in walk(self.root)}
 
-    def node_at(self, pointer: str) -> Optional[Node]:
-        entry = self._index.get(pointer)
-        return entry[0] if entry else None
-
     def locate(self, pointer: str, at: str = "value") -> Span:
         """The span of the key or value at ``pointer``; the nearest existing parent otherwise."""
         while True:

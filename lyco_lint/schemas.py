@@ -296,6 +296,3 @@ def _where(pointer: str) -> str:
         return f"in the {parts[1]} entry '{parts[2]}'"
     return f"in '{parts[-1]}'"
 
-
-def property_schema(schema_id: str, name: str) -> Optional[dict[str, Any]]:
-    return schema(schema_id).get("properties", {}).get(name)

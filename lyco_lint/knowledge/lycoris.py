@@ -19,8 +19,6 @@ from typing import Any, Optional
 
 from ..schemas import LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, did_you_mean, schema
 
-LYCORIS_VERSION = "4.1.3"
-
 # -- LycorisNetwork's class-level preset state --------------------------------------------------------
 
 # ``LycorisNetwork.apply_preset`` sets these class attributes, and they persist between networks built in
@@ -204,9 +202,8 @@ def lokr_is_all_full(dim: Any, factor: Any, full_matrix: bool) -> bool:
 
 # -- how SimpleTuner builds the network ------------------------------------------------------------------
 
-# SimpleTuner reads these from the LyCORIS config itself and deletes them before create_lycoris.
-SIMPLETUNER_ONLY_KEYS = ("tlora_min_rank", "tlora_alpha")
-# create_lycoris's positional arguments and the defaults SimpleTuner reads them with (trainer.py,
+# create_lycoris's positional arguments, and the T-LoRA settings SimpleTuner reads from the LyCORIS config itself
+# and deletes before the call, with the defaults SimpleTuner reads them with (helpers/training/trainer.py,
 # init_trainable_peft_adapter: cfg.get("multiplier", 1), cfg.get("linear_dim", 4), ...).
 ARGUMENT_DEFAULTS = {"multiplier": 1, "linear_dim": 4, "linear_alpha": 1, "tlora_min_rank": 1, "tlora_alpha": 1.0}
 

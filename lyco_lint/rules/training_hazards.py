@@ -307,7 +307,7 @@ def quantized_base_without_bypass(document: Document) -> Iterator[Hit]:
         return  # the full algo cannot run in bypass mode; quantised bases do not suit it at all
     init_lora = effective(training, "init_lora")
     if init_lora is not None and precision.text.endswith("-torchao"):
-        # create_lycoris_from_weights drops bypass_mode (compat §4.7); torchao layers keep the class
+        # create_lycoris_from_weights drops bypass_mode (SimpleTuner passes it, LyCORIS ignores it); torchao layers keep the class
         # Linear, so LyCORIS' automatic bypass for Linear subclasses does not rescue them either.
         yield Hit(
             init_lora.pointer,
