@@ -16,7 +16,7 @@ import typer
 app = typer.Typer(
     name="lyco",
     help="Lint LyCORIS and SimpleTuner configs before any GPU time is spent.",
-    add_completion=False,
+    add_completion=True,  # typer's --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -35,6 +35,21 @@ def _split_codes(values: Optional[List[str]]) -> list[str]:
 def _fail(message: str) -> "typer.Exit":
     sys.stderr.write(f"lyco: {message}\n")
     return typer.Exit(2)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        sys.stdout.write(f"lyco {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print lyco's version and exit."),
+) -> None:
+    """Lint LyCORIS and SimpleTuner configs before any GPU time is spent."""
 
 
 @app.command("lint")
@@ -71,9 +86,10 @@ def lint_command(
     except OSError as error:
         raise _fail(f"cannot read {error.filename}: {error.strerror}")
     report(result, output_format, sys.stdout, quiet=quiet)
+    status = exit_status(result.findings, strict)
     if model:
-        _skip_interpreter_teardown()
-    raise typer.Exit(exit_status(result.findings, strict))
+        _end(status)
+    raise typer.Exit(status)
 
 
 @app.command("plan")
@@ -114,7 +130,7 @@ def plan_command(
             sys.stderr.write(f"lyco: {finding.file}:{finding.line}:{finding.column}: {finding.code} {finding.message}\n")
         if not problems:
             sys.stderr.write("lyco: no LyCORIS config found to plan (a training config needs lora_type: lycoris)\n")
-        _skip_interpreter_teardown(status=2)
+        _end(2)
     from .plan import plan_as_dict, render_plan
 
     analysis = analysed[0].context.model
@@ -124,19 +140,20 @@ def plan_command(
         from rich.console import Console
 
         render_plan(analysis, Console())
-    _skip_interpreter_teardown()
+    _end(0)
 
 
-def _skip_interpreter_teardown(status: int = 0) -> None:
-    """After a model was built (torch and diffusers imported), end the process without Python's teardown,
-    which takes about a second unloading them. Only from the console script: tests call main() in-process."""
-    if not _CONSOLE_SCRIPT:
-        if status:
-            raise typer.Exit(status)
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+def _end(status: int) -> "typer.Exit":
+    """End a command that built a model (torch and diffusers imported) with ``status``.
+
+    From the console script the process ends without Python's teardown, which takes about a second
+    unloading torch and diffusers; ``os._exit`` is given the real status, so a command must only call this
+    once that status is known. In-process (tests call main()) it raises typer.Exit(status) instead."""
+    if _CONSOLE_SCRIPT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    raise typer.Exit(status)
 
 
 _CONSOLE_SCRIPT = False
