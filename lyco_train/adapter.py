@@ -1,13 +1,14 @@
 """The LyCORIS network: build it from the LyCORIS config the way SimpleTuner does, T-LoRA masks, save, load.
 
-Build order (``lycoris-4.1.3.md`` §11): reset ``LycorisNetwork``'s class-level preset state (it leaks
-between networks in one process, §7.3) → ``apply_preset`` → ``create_lycoris`` → refuse zero modules →
-``apply_to`` → adapter parameters in float32 (the base model may be bf16; autocast does the compute).
+The network is built by ``lyco_lint.meta_model.network.build_network``, the function ``lyco plan`` uses
+(``apply_preset`` then ``create_lycoris``, with ``LycorisNetwork``'s class-level preset state reset first,
+since it leaks between networks in one process). Then: refuse zero adapted modules → ``apply_to`` →
+adapter parameters in float32 (the base model may be bf16; autocast does the compute).
 
-T-LoRA (§15): one ``(1, rank)`` mask per forward — a ``(batch, rank)`` mask crashes on token inputs — so
-the training step runs one forward per sample when the batch holds several timesteps. The mask stays set
-until that sample's backward is done: with gradient checkpointing the backward recomputes the forward, and
-it must see the same ranks.
+T-LoRA (lycoris-lora 4.1.3, ``lycoris/modules/tlora.py``): one ``(1, rank)`` mask per forward — a
+``(batch, rank)`` mask crashes on token inputs — so the training step runs one forward per sample when the
+batch holds several timesteps. The mask stays set until that sample's backward is done: with gradient
+checkpointing the backward recomputes the forward, and it must see the same ranks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any, Iterator, Optional
 
 from .config import ConfigError
 
-TLORA_BUFFERS = ("base_q", "base_p", "base_lambda")  # recomputed from the base weights, never saved (§13)
+TLORA_BUFFERS = ("base_q", "base_p", "base_lambda")  # recomputed when the network is built, never saved
+TARGET_WORDS = ("Attention", "FeedForward", "Block")  # the kinds of class LyCORIS presets usually target
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 
 
@@ -44,7 +46,7 @@ class Adapter:
         return [p for p in self.network.parameters() if p.requires_grad]
 
 
-def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device, family_targets: tuple[str, ...], max_timestep: int) -> Adapter:
+def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device, max_timestep: int) -> Adapter:
     """The LyCORIS network on ``denoiser``, built by the function ``lyco plan`` uses (so the plan is what
     trains), applied, with float32 trainable parameters on ``device``."""
     import torch
@@ -64,7 +66,7 @@ def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device
         targets = (arguments.preset or {}).get("target_module", "every Linear/Conv (no apply_preset)")
         raise ConfigError(
             f"the LyCORIS config adapts no module of the {type(denoiser).__name__} (target_module {targets}); "
-            f"this model's classes include {', '.join(family_targets)} — run `lyco lint` on the config"
+            f"this model's classes include {', '.join(target_candidates(denoiser))} — run `lyco lint` on the config"
         )
     network.apply_to()
     network.to(device, dtype=torch.float32)
@@ -75,6 +77,13 @@ def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device
         groups = sorted({getattr(module, "mask_group_id", 0) for module in network.loras})
         schedule = TloraSchedule(arguments.linear_dim, arguments.tlora_min_rank, arguments.tlora_alpha, max_timestep, tuple(groups))
     return Adapter(network, arguments.complete_config(), schedule)
+
+
+def target_candidates(denoiser) -> list[str]:
+    """The denoiser's own module classes that a preset's target_module would name (attention, feed-forward,
+    blocks), for error messages; every non-torch class when none of them looks like that."""
+    own = sorted({type(module).__name__ for module in denoiser.modules() if not type(module).__module__.startswith("torch.")})
+    return [name for name in own if any(word in name for word in TARGET_WORDS)] or own
 
 
 @contextlib.contextmanager

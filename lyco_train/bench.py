@@ -1,7 +1,8 @@
 """Time ``train_step``: ``python -m lyco_train.bench config.json [--steps 30] [--warmup 5] [--threads N]``.
 
-Builds the run as ``lyco train`` does (caches are written if missing; no checkpoints, no weights), then
-times optimizer steps and prints the median and mean milliseconds per step.
+Builds the run as ``lyco train`` does (``run.prepare_run``, then ``loop.prepare``: caches are written if
+missing), but never resumes, checkpoints or saves weights; it times optimizer steps from a fresh adapter and
+prints the median and mean milliseconds per step.
 """
 
 from __future__ import annotations
@@ -14,23 +15,18 @@ from typing import Optional
 
 
 def bench(config_path: str, steps: int = 30, warmup: int = 5) -> list[float]:
-    from . import _lcm, resolve_seed
-    from .config import load_config
-    from .data import BatchStream, plan_data
-    from .families import get_family
+    """Milliseconds of each timed ``train_step`` (after ``warmup`` untimed ones)."""
+    from .data import BatchStream
     from .loop import prepare, train_step
+    from .run import prepare_run
 
-    config = load_config(config_path)
-    family = get_family(config.model_family)
-    family.check(config)
-    alignment = _lcm(int(config.aspect_bucket_alignment), family.pixel_multiple(config))
-    plan = plan_data(config, alignment, family.latent_identity(config), family.text_identity(config), print)
-    seed = resolve_seed(config.seed, None, print)
-    parts, generator = prepare(config, plan, family, seed, warmup + steps, print)
-    stream = BatchStream(plan, seed, config.train_batch_size)
+    run = prepare_run(config_path, print)
+    parts, generator = prepare(run, print)
+    options = run.config.options
+    stream = BatchStream(run.data, run.seed, options.train_batch_size)
     timings = []
     for index in range(warmup + steps):
-        micro_batches = [stream.next() for _ in range(config.gradient_accumulation_steps)]
+        micro_batches = [stream.next() for _ in range(options.gradient_accumulation_steps)]
         started = time.perf_counter()
         train_step(parts, micro_batches, generator)
         if parts.accelerator.device.type == "cuda":

@@ -12,7 +12,6 @@ import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Callable
 
 import torch
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import TrainConfig
 from .data import DataPlan, Sample
+from .families.base import Family
 
 ENCODE_BATCH = 8
 
@@ -32,7 +32,7 @@ class CacheReport:
     prompts_cached: int
 
 
-def build_caches(config: TrainConfig, plan: DataPlan, family: ModuleType, device: torch.device, say: Callable[[str], None]) -> CacheReport:
+def build_caches(config: TrainConfig, plan: DataPlan, family: Family, device: torch.device, say: Callable[[str], None]) -> CacheReport:
     missing_images = [sample for sample in plan.samples if not sample.latent_file.is_file()]
     missing_prompts = [prompt for prompt, path in plan.prompt_files.items() if not path.is_file()]
     if missing_images:
@@ -51,24 +51,21 @@ def build_caches(config: TrainConfig, plan: DataPlan, family: ModuleType, device
     )
 
 
-def encode_missing_images(config: TrainConfig, family: ModuleType, samples: list[Sample], device: torch.device) -> None:
-    vae = family.load_vae(config).to(device)
+def encode_missing_images(config: TrainConfig, family: Family, samples: list[Sample], device: torch.device) -> None:
+    vae = family.load_vae(config.options, device)  # garbage once this function returns (then free_accelerator)
     for sample in samples:  # one at a time: sizes differ between buckets
         with torch.no_grad():
             latents = family.encode_images(vae, load_pixels(sample).unsqueeze(0))
         write_tensor(sample.latent_file, "latents", latents[0])
-    vae.to("cpu")  # the VAE leaves the accelerator; it is garbage once this function returns
 
 
-def encode_missing_prompts(config: TrainConfig, family: ModuleType, plan: DataPlan, prompts: list[str], device: torch.device) -> None:
-    tokenizer, model = family.load_text_encoder(config)
-    model.to(device)
+def encode_missing_prompts(config: TrainConfig, family: Family, plan: DataPlan, prompts: list[str], device: torch.device) -> None:
+    text_encoder = family.load_text_encoder(config.options, device)
     for start in range(0, len(prompts), ENCODE_BATCH):
         chunk = prompts[start : start + ENCODE_BATCH]
-        embeds = family.encode_prompts((tokenizer, model), chunk, config)
+        embeds = family.encode_prompts(text_encoder, chunk, config.options)
         for prompt, embed in zip(chunk, embeds):
             write_tensor(plan.prompt_files[prompt], "prompt_embeds", embed)
-    model.to("cpu")
 
 
 def load_pixels(sample: Sample) -> torch.Tensor:

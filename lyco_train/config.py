@@ -1,9 +1,11 @@
 """Read a SimpleTuner-style ``config.json``, its LyCORIS config and its ``multidatabackend.json``
 into one validated :class:`TrainConfig`.
 
-Keys are read as SimpleTuner reads them (``/work/shared/reference/simpletuner-compat.md`` §1): a leading
-``--`` is optional, ``null``/``""``/the string ``"false"`` mean "not set", legacy names are renamed, and
-every option lyco train implements gets SimpleTuner's default. Anything lyco train cannot honour is a
+Keys are read as SimpleTuner's JSON loader and argparse read them (SimpleTuner's ``json_file.py`` and
+``cmd_args.py``, as modelled by ``lyco_lint.knowledge.simpletuner``): a leading ``--`` is optional,
+``null``/``""``/the string ``"false"`` mean "not set", legacy names are renamed, booleans take
+SimpleTuner's words, and every option lyco train implements gets SimpleTuner's default
+(:class:`~.options.TrainingOptions`). Anything lyco train cannot honour is a
 :class:`ConfigError` whose message names the option and says how to fix it. No torch here: this runs
 before anything heavy is loaded (and in ``--dry-run``).
 """
@@ -17,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from . import options as table
+from lyco_lint.knowledge.simpletuner import normalise_choice, parse_bool
 
-BOOL_TRUE = {"1", "true", "yes", "y", "on"}
-BOOL_FALSE = {"0", "false", "no", "n", "off"}
+from . import options as table
+from .options import TrainingOptions
+
 OPTIMIZERS = ("adamw_bf16", "torch-adamw", "torch-adam")
 
 
@@ -49,26 +52,21 @@ class TextEmbedSpec:
     cache_dir: Path
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """A training config read and checked: its options, the LyCORIS config and the datasets."""
+
     path: Path
-    options: dict[str, Any]
+    options: TrainingOptions
     lycoris: dict[str, Any]
     lycoris_path: Path
     datasets: list[DatasetSpec]
     text_embeds: TextEmbedSpec
     notes: list[str] = field(default_factory=list)
 
-    def __getattr__(self, name: str) -> Any:
-        # Options read as attributes (config.learning_rate); only called for names that are not fields.
-        options = self.__dict__.get("options", {})
-        if name in options:
-            return options[name]
-        raise AttributeError(name)
-
     @property
     def output_dir(self) -> Path:
-        return Path(self.options["output_dir"])
+        return Path(self.options.output_dir)
 
 
 # -- config.json ------------------------------------------------------------------------------------
@@ -88,7 +86,7 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         raise ConfigError(f"{lycoris_path}: a LyCORIS config is a JSON object ({{\"algo\": ...}})")
     backend_path = find_next_to(values["data_backend_config"], config_path, "data_backend_config")
     datasets, text_embeds = read_data_backends(backend_path, values)
-    return TrainConfig(config_path, values, lycoris, lycoris_path, datasets, text_embeds, notes)
+    return TrainConfig(config_path, TrainingOptions(**values), lycoris, lycoris_path, datasets, text_embeds, notes)
 
 
 def read_options(raw: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
@@ -131,8 +129,9 @@ def _loader_drops(value: Any) -> bool:
 
 
 def _as_plain(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lower() in BOOL_TRUE | BOOL_FALSE:
-        return value.strip().lower() in BOOL_TRUE
+    """A boolean word (SimpleTuner's) as a bool; any other value unchanged."""
+    if isinstance(value, str) and parse_bool(value) is not None:
+        return parse_bool(value)
     return value
 
 
@@ -155,7 +154,7 @@ def _check_not_implemented(name: str, key: str, value: Any, where: str) -> None:
 def _same_value(value: Any, default: Any) -> bool:
     value = _as_plain(value)
     if isinstance(default, bool) or isinstance(value, bool):
-        return value is default or (value is True and default is True)
+        return value is default
     if isinstance(default, (int, float)) and isinstance(value, (int, float, str)):
         try:
             return float(value) == float(default)
@@ -173,9 +172,9 @@ def parse_value(name: str, value: Any, where: str) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
-        text = str(value).strip().lower()
-        if text in BOOL_TRUE | BOOL_FALSE:
-            return text in BOOL_TRUE
+        parsed = parse_bool(str(value))
+        if parsed is not None:
+            return parsed
         raise ConfigError(f"{where}: {name}: expected true or false, got {shown}")
     if value is True or value is False:
         raise ConfigError(f"{where}: {name}: expected a {_kind_name(kind)}, got {shown}")
@@ -191,12 +190,7 @@ def parse_value(name: str, value: Any, where: str) -> Any:
         if not math.isfinite(number):
             raise ConfigError(f"{where}: {name}: expected a finite number, got {shown}")
         return number
-    if isinstance(kind, tuple):
-        text = str(value)
-        if name == "model_family":
-            text = text.strip().lower()
-        return text
-    return str(value)
+    return normalise_choice(name, str(value))  # SimpleTuner's rewrites (model_family lower-cased, cosine_with_warmup)
 
 
 def _kind_name(kind: Any) -> str:
@@ -204,11 +198,8 @@ def _kind_name(kind: Any) -> str:
 
 
 def normalise(values: dict[str, Any]) -> None:
-    """SimpleTuner's own rewrites (compat §1.1) plus the meaning of 0 for a few counters."""
-    if values.get("model_family"):
-        values["model_family"] = values["model_family"].strip().lower()
-    if values["lr_scheduler"] == "cosine_with_warmup":
-        values["lr_scheduler"] = "cosine"
+    """SimpleTuner's rewrite of ``constant`` with warmup steps into ``constant_with_warmup``, and its
+    meaning of a max_train_steps of 0 (not set)."""
     if values["lr_scheduler"] == "constant" and values["lr_warmup_steps"] > 0:
         values["lr_scheduler"] = "constant_with_warmup"
     if values["max_train_steps"] is not None and values["max_train_steps"] <= 0:

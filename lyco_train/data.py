@@ -77,7 +77,7 @@ def plan_data(
             "(see caption_strategy); add images or fix the ones reported above"
         )
     prompts = sorted({caption for sample in plan.samples for caption in sample.captions})
-    if config.caption_dropout_probability > 0:
+    if config.options.caption_dropout_probability > 0:
         prompts.append("")  # a dropped caption trains on the empty prompt, as in SimpleTuner
     cache = config.text_embeds.cache_dir
     plan.prompt_files = {prompt: cache / f"{text_cache_key(prompt, text_identity)}.safetensors" for prompt in dict.fromkeys(prompts)}

@@ -1,16 +1,16 @@
-"""The training run, top to bottom: caches → model → adapter → optimizer → resume → loop → save.
+"""The training loop, top to bottom: caches → model → adapter → optimizer → resume → loop → save.
 
-``train_step`` is one optimizer step (all its micro-batches, clipping, optimizer and schedule); it is the
-function a benchmark calls. Everything model-specific is in the family module (``families/``).
+:func:`train` runs a :class:`~.plan.RunPlan` (made by ``run.prepare_run``). ``train_step`` is one optimizer
+step (all its micro-batches, clipping, optimizer and schedule); it is the function a benchmark calls.
+Everything model-specific goes through the run's :class:`~.families.base.Family`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Optional
 
 import torch
@@ -20,10 +20,12 @@ from rich.console import Console
 from . import caching
 from .adapter import WEIGHTS_NAME, Adapter, build_adapter, save_adapter, timestep_mask
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import ConfigError
 from .data import BatchStream, DataPlan
+from .families.base import Family
 from .optim import build_optimizer, build_scheduler
-from .plan import StepPlan, prune_checkpoints
+from .options import TrainingOptions
+from .plan import RunPlan, prune_checkpoints
 from .report import CURVE_NAME, TrainingLog, draw_loss_curve
 
 
@@ -31,16 +33,16 @@ from .report import CURVE_NAME, TrainingLog, draw_loss_curve
 class Parts:
     """Everything one optimizer step touches."""
 
-    config: TrainConfig
-    family: ModuleType
-    plan: DataPlan
+    options: TrainingOptions
+    family: Family
+    data: DataPlan
     denoiser: torch.nn.Module
     adapter: Adapter
     optimizer: torch.optim.Optimizer
     scheduler: Any
     accelerator: Any
     weight_dtype: torch.dtype
-    params: list = field(default_factory=list)
+    params: list
 
 
 @dataclass
@@ -57,11 +59,13 @@ class NonFiniteLoss(Exception):
         self.what, self.evidence = what, evidence
 
 
-def train(config: TrainConfig, plan: DataPlan, family: ModuleType, steps: StepPlan, resume: Optional[Path], seed: int, console: Console) -> int:
+def train(run: RunPlan, console: Console) -> int:
+    """Train the run to its last step and write the adapter; 1 when a non-finite loss stops it."""
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    config, options, resume, total_steps = run.config, run.config.options, run.resume, run.steps.total_steps
     output_dir = config.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    parts, generator = prepare(config, plan, family, seed, steps.total_steps, say)
+    parts, generator = prepare(run, say)
 
     # resume: adapter, optimizer, schedule, random state and data position
     state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0}
@@ -74,36 +78,36 @@ def train(config: TrainConfig, plan: DataPlan, family: ModuleType, steps: StepPl
                 "or model): resume with that config, or set resume_from_checkpoint to \"none\" / use a new output_dir"
             ) from None
         say(f"resumed from {resume} at step {state['global_step']}")
-    stream = BatchStream(plan, seed, config.train_batch_size, state["epoch"], state["batch_in_epoch"])
+    stream = BatchStream(run.data, run.seed, options.train_batch_size, state["epoch"], state["batch_in_epoch"])
     last_good = resume
 
     # the loop
     step = state["global_step"]
-    with TrainingLog(output_dir, steps.total_steps, step, console) as log:
-        while step < steps.total_steps:
-            micro_batches = [stream.next() for _ in range(config.gradient_accumulation_steps)]
+    with TrainingLog(output_dir, total_steps, step, console) as log:
+        while step < total_steps:
+            micro_batches = [stream.next() for _ in range(options.gradient_accumulation_steps)]
             try:
                 result = train_step(parts, micro_batches, generator)
             except NonFiniteLoss as failure:
                 log.record_failure(step + 1, failure.what)
-                say(non_finite_message(config, step + 1, failure, last_good))
+                say(non_finite_message(options, step + 1, failure, last_good))
                 return 1
             step += 1
             log.record(step, loss=result.loss, lr=result.lr, grad_norm=result.grad_norm, epoch=stream.epoch,
                        timestep=sum(result.timesteps) / len(result.timesteps))
-            interval = config.checkpoint_step_interval
+            interval = options.checkpoint_step_interval
             if interval and interval > 0 and step % interval == 0:
-                training_state = {"global_step": step, **stream.position(), "seed": seed, "lyco_version": lyco_version()}
+                training_state = {"global_step": step, **stream.position(), "seed": run.seed, "lyco_version": lyco_version()}
                 last_good = save_checkpoint(
                     output_dir, step, adapter=parts.adapter, optimizer=parts.optimizer, scheduler=parts.scheduler,
                     generator=generator, training_state=training_state, lycoris_path=config.lycoris_path,
-                    metadata=weights_metadata(config, family, step),
+                    metadata=weights_metadata(run, step),
                 )
-                prune_checkpoints(output_dir, config.checkpoints_total_limit)
+                prune_checkpoints(output_dir, options.checkpoints_total_limit)
                 draw_loss_curve(log.rows, output_dir / CURVE_NAME)
 
     # the result
-    save_adapter(parts.adapter, output_dir / WEIGHTS_NAME, weights_metadata(config, family, step))
+    save_adapter(parts.adapter, output_dir / WEIGHTS_NAME, weights_metadata(run, step))
     (output_dir / "lycoris_config.json").write_bytes(config.lycoris_path.read_bytes())
     draw_loss_curve(log.rows, output_dir / CURVE_NAME)
     final = log.rows[-1]["smoothed_loss"] if log.rows else float("nan")
@@ -111,32 +115,31 @@ def train(config: TrainConfig, plan: DataPlan, family: ModuleType, steps: StepPl
     return 0
 
 
-def prepare(config: TrainConfig, plan: DataPlan, family: ModuleType, seed: int, total_steps: int, say: Callable[[str], None]) -> tuple[Parts, torch.Generator]:
+def prepare(run: RunPlan, say: Callable[[str], None]) -> tuple[Parts, torch.Generator]:
     """Caches, frozen denoiser, adapter, optimizer and schedule: everything ``train_step`` needs, fresh."""
-    accelerator = make_accelerator(config.mixed_precision)
+    config, options, family, seed = run.config, run.config.options, run.family, run.seed
+    accelerator = make_accelerator(options.mixed_precision)
     device = accelerator.device
-    weight_dtype = torch.bfloat16 if config.mixed_precision == "bf16" else torch.float32
+    weight_dtype = torch.bfloat16 if options.mixed_precision == "bf16" else torch.float32
 
     # caches first: encode what is missing, then the encoders are gone
-    cache = caching.build_caches(config, plan, family, device, say)
+    cache = caching.build_caches(config, run.data, family, device, say)
     say(f"caches: {cache.images_encoded} image(s) encoded, {cache.images_cached} reused; "
         f"{cache.prompts_encoded} prompt(s) encoded, {cache.prompts_cached} reused")
 
-    denoiser = family.load_denoiser(config, weight_dtype).to(device)
+    denoiser = family.load_denoiser(options, weight_dtype, device)
     denoiser.requires_grad_(False)
     denoiser.train()
-    if config.gradient_checkpointing:
+    if options.gradient_checkpointing:
         denoiser.enable_gradient_checkpointing()
-    adapter = build_adapter(
-        denoiser, config.lycoris, seed=seed, device=device, family_targets=family.TARGET_CLASSES, max_timestep=family.NUM_TRAIN_TIMESTEPS
-    )
+    adapter = build_adapter(denoiser, config.lycoris, seed=seed, device=device, max_timestep=family.num_train_timesteps)
     params = adapter.parameters()
     say(f"adapter: {adapter.config.get('algo', 'lora')}, {len(adapter.network.loras)} modules, "
         f"{sum(p.numel() for p in params):,} trainable parameters (float32)")
-    optimizer = build_optimizer(params, config)
-    scheduler = build_scheduler(optimizer, config, total_steps)
+    optimizer = build_optimizer(params, options)
+    scheduler = build_scheduler(optimizer, options, run.steps.total_steps)
     generator = torch.Generator().manual_seed(seed)  # noise, timesteps, captions: CPU-drawn, device-independent
-    return Parts(config, family, plan, denoiser, adapter, optimizer, scheduler, accelerator, weight_dtype, params), generator
+    return Parts(options, family, run.data, denoiser, adapter, optimizer, scheduler, accelerator, weight_dtype, params), generator
 
 
 def make_accelerator(mixed_precision: str):
@@ -154,7 +157,7 @@ def make_accelerator(mixed_precision: str):
 
 def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Generator) -> StepResult:
     """Forward and backward over the micro-batches, clip, step the optimizer and the schedule."""
-    config, optimizer = parts.config, parts.optimizer
+    options, optimizer = parts.options, parts.optimizer
     optimizer.zero_grad(set_to_none=True)
     losses, timesteps = [], []
     for indices in micro_batches:
@@ -164,11 +167,11 @@ def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Ge
     grad_norm = gradient_norm(parts.params)
     if not math.isfinite(grad_norm):
         raise NonFiniteLoss(f"gradient norm is {grad_norm}", ["the loss was finite but its gradient overflowed"])
-    if config.max_grad_norm and config.max_grad_norm > 0:
-        if config.grad_clip_method == "norm":
-            parts.accelerator.clip_grad_norm_(parts.params, config.max_grad_norm)
+    if options.max_grad_norm and options.max_grad_norm > 0:
+        if options.grad_clip_method == "norm":
+            parts.accelerator.clip_grad_norm_(parts.params, options.max_grad_norm)
         else:  # SimpleTuner's default: clip each gradient value to ±max_grad_norm
-            parts.accelerator.clip_grad_value_(parts.params, config.max_grad_norm)
+            parts.accelerator.clip_grad_value_(parts.params, options.max_grad_norm)
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     parts.scheduler.step()
@@ -178,10 +181,10 @@ def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Ge
 
 def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Generator, scale: float) -> tuple[float, list[float]]:
     """One micro-batch: draw noise and timesteps, predict, backward. Returns its loss and timesteps."""
-    config, family, device = parts.config, parts.family, parts.accelerator.device
-    latents, prompt_embeds, sources = load_batch(parts.plan, indices, generator, config.caption_dropout_probability)
+    options, family, device = parts.options, parts.family, parts.accelerator.device
+    latents, prompt_embeds, sources = load_batch(parts.data, indices, generator, options.caption_dropout_probability)
     count = latents.shape[0]
-    sigmas = family.sample_sigmas(config, count, generator)
+    sigmas = family.sample_sigmas(options, count, generator)
     noise = torch.randn(latents.shape, generator=generator)
     latents, noise, prompt_embeds = latents.to(device), noise.to(device), prompt_embeds.to(device, parts.weight_dtype)
     noisy = family.noisy_input(latents, noise, sigmas.to(device))
@@ -194,7 +197,7 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
         with timestep_mask(parts.adapter, float(timesteps[group[0]])):
             with parts.accelerator.autocast():
                 prediction = family.predict(
-                    parts.denoiser, noisy[group].to(parts.weight_dtype), prompt_embeds[group], sigmas[group], config, generator
+                    parts.denoiser, noisy[group].to(parts.weight_dtype), prompt_embeds[group], sigmas[group], options, generator
                 )
             loss = F.mse_loss(prediction.float(), target[group].float())
             value = loss.item()
@@ -240,16 +243,16 @@ def diagnose(latents, prompt_embeds, prediction, sources) -> list[str]:
     return found
 
 
-def non_finite_message(config: TrainConfig, step: int, failure: NonFiniteLoss, last_good: Optional[Path]) -> str:
+def non_finite_message(options: TrainingOptions, step: int, failure: NonFiniteLoss, last_good: Optional[Path]) -> str:
     kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written before it"
     lines = [f"error: training stopped at step {step}: the {failure.what}. Nothing from this step was saved; {kept}."]
     lines += [f"  found: {item}" for item in failure.evidence]
     lines += [
         "  likely causes:",
-        f"  - learning rate too high for this adapter (learning_rate {config.learning_rate}); lower it",
-        f"  - low-precision overflow in the base model (mixed_precision {config.mixed_precision}); try \"mixed_precision\": \"no\" to confirm",
+        f"  - learning rate too high for this adapter (learning_rate {options.learning_rate}); lower it",
+        f"  - low-precision overflow in the base model (mixed_precision {options.mixed_precision}); try \"mixed_precision\": \"no\" to confirm",
         "  - LyCORIS targets that are known NaN hazards (LYC304: SDXL FeedForward; LYC305/LYC306: SageAttention in training); run `lyco lint`",
-        f"  - gradient clipping off or loose (max_grad_norm {config.max_grad_norm}, {config.grad_clip_method})",
+        f"  - gradient clipping off or loose (max_grad_norm {options.max_grad_norm}, {options.grad_clip_method})",
         "  - non-finite values in the cached latents/embeddings or the base weights (delete the caches to re-encode)",
     ]
     return "\n".join(lines)
@@ -264,13 +267,15 @@ def lyco_version() -> str:
         return __version__
 
 
-def weights_metadata(config: TrainConfig, family: ModuleType, step: int) -> dict[str, str]:
+def weights_metadata(run: RunPlan, step: int) -> dict[str, str]:
+    """The safetensors metadata of saved weights: versions, base model, step."""
+    options, family = run.config.options, run.family
     return {
         "lyco_version": lyco_version(),
         "lycoris_version": importlib.metadata.version("lycoris-lora"),
-        "model_family": family.NAME,
-        "model_flavour": family.flavour(config),
-        "base_model": str(family.model_root(config)),
+        "model_family": family.name,
+        "model_flavour": family.flavour(options),
+        "base_model": str(family.model_root(options)),
         "global_step": str(step),
-        "validation_lycoris_strength": str(config.validation_lycoris_strength),
+        "validation_lycoris_strength": str(options.validation_lycoris_strength),
     }

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError
+from .options import TrainingOptions
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "adamw_bf16": {"betas": (0.9, 0.999), "weight_decay": 1e-2, "eps": 1e-6},
@@ -63,39 +64,39 @@ class AdamWBF16Float32(torch.optim.Optimizer):
 CLASSES = {"adamw_bf16": AdamWBF16Float32, "torch-adamw": torch.optim.AdamW, "torch-adam": torch.optim.Adam}
 
 
-def learning_rate(config: TrainConfig) -> float:
-    lr = config.learning_rate
-    if config.lr_scale:  # SimpleTuner: lr × batch × accumulation × processes
-        lr *= config.train_batch_size * config.gradient_accumulation_steps
+def learning_rate(options: TrainingOptions) -> float:
+    lr = options.learning_rate
+    if options.lr_scale:  # SimpleTuner: lr × batch × accumulation × processes
+        lr *= options.train_batch_size * options.gradient_accumulation_steps
     return lr
 
 
-def build_optimizer(params: list, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: list, options: TrainingOptions) -> torch.optim.Optimizer:
     if not params:
         raise ConfigError("the LyCORIS network has no trainable parameters; check the LyCORIS config with `lyco lint`")
-    name = config.optimizer
+    name = options.optimizer
     cls = CLASSES[name]
     settings = dict(SETTINGS[name])
-    settings.update(optimizer_overrides(config))
+    settings.update(optimizer_overrides(options))
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
     unknown = sorted(set(settings) - accepted)
     if unknown:
         raise ConfigError(f"optimizer_config: {', '.join(unknown)} not accepted by {name}; it accepts {', '.join(sorted(accepted - {'lr'}))}")
-    return cls(params, lr=learning_rate(config), **settings)
+    return cls(params, lr=learning_rate(options), **settings)
 
 
-def optimizer_overrides(config: TrainConfig) -> dict[str, Any]:
+def optimizer_overrides(options: TrainingOptions) -> dict[str, Any]:
     """SimpleTuner's ``convert_arg_to_parameters``: optimizer_config wins over optimizer_beta1/2."""
     out: dict[str, Any] = {}
-    if config.optimizer_config:
-        for item in config.optimizer_config.split(","):
+    if options.optimizer_config:
+        for item in options.optimizer_config.split(","):
             if "=" not in item:
                 raise ConfigError(f"optimizer_config: '{item}' is not key=value (example: \"eps=1e-6,weight_decay=0.0\")")
             key, text = (part.strip() for part in item.split("=", 1))
             out[key] = _parse_setting(text)
         return out
-    if config.optimizer_beta1 is not None and config.optimizer_beta2 is not None:
-        out["betas"] = (config.optimizer_beta1, config.optimizer_beta2)
+    if options.optimizer_beta1 is not None and options.optimizer_beta2 is not None:
+        out["betas"] = (options.optimizer_beta1, options.optimizer_beta2)
     return out
 
 
@@ -111,13 +112,13 @@ def _parse_setting(text: str) -> Any:
         return text
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, options: TrainingOptions, total_steps: int):
     from diffusers.optimization import get_polynomial_decay_schedule_with_warmup, get_scheduler
 
-    name, warmup = config.lr_scheduler, config.lr_warmup_steps
+    name, warmup = options.lr_scheduler, options.lr_warmup_steps
     if name == "sine":
-        base = learning_rate(config)
-        floor = config.lr_end
+        base = learning_rate(options)
+        floor = options.lr_end
         period = warmup
 
         def sine(step: int) -> float:
@@ -126,8 +127,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total
         return torch.optim.lr_scheduler.LambdaLR(optimizer, sine)
     if name == "polynomial":
         return get_polynomial_decay_schedule_with_warmup(
-            optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, lr_end=config.lr_end, power=config.lr_power
+            optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, lr_end=options.lr_end, power=options.lr_power
         )
     return get_scheduler(
-        name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, num_cycles=config.lr_num_cycles, power=config.lr_power
+        name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, num_cycles=options.lr_num_cycles, power=options.lr_power
     )

@@ -2,8 +2,9 @@
 
 Three kinds of option (names as in SimpleTuner's ``config.json``, without ``--``):
 
-* ``IMPLEMENTED``: read by lyco train, with SimpleTuner 4.8.0's default (``simpletuner_options.json``;
-  ``tests/test_train_config.py`` pins them against ``lyco_lint``'s copy of that table).
+* implemented: the fields of :class:`TrainingOptions`, each with its type and SimpleTuner 4.8.0's default
+  (``tests/test_train_config.py`` pins them against ``lyco_lint``'s copy of SimpleTuner's option table);
+  ``IMPLEMENTED`` is the same table as ``name -> (kind, default)`` for the config reader.
 * ``COSMETIC``: do not change the trained weights (trackers, validation, hub publishing off, options
   SimpleTuner itself ignores for LyCORIS runs, performance knobs): one note line lists them.
 * every other SimpleTuner option: a note when it is at SimpleTuner's default (nothing changes), a clear
@@ -12,62 +13,85 @@ Three kinds of option (names as in SimpleTuner's ``config.json``, without ``--``
 
 from __future__ import annotations
 
-# name -> (type, SimpleTuner default). Types: str, int, float, bool, or a tuple of allowed strings.
+import types
+from dataclasses import dataclass, fields
+from typing import Literal, Optional, Union, get_args, get_origin, get_type_hints
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Every SimpleTuner option lyco train reads, typed, at SimpleTuner's default unless config.json sets it."""
+
+    model_family: Optional[str] = None
+    model_flavour: Optional[str] = None
+    pretrained_model_name_or_path: Optional[str] = None
+    pretrained_transformer_model_name_or_path: Optional[str] = None
+    pretrained_transformer_subfolder: Optional[str] = "transformer"
+    revision: Optional[str] = None
+    variant: Optional[str] = None
+    model_type: Literal["full", "lora"] = "full"
+    lora_type: Literal["standard", "lycoris"] = "standard"
+    lycoris_config: str = "config/lycoris_config.json"
+    output_dir: str = "simpletuner-results"
+    data_backend_config: Optional[str] = None
+    train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 4e-07
+    lr_scale: bool = False
+    lr_scheduler: Literal["linear", "sine", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"] = "constant_with_warmup"
+    lr_warmup_steps: int = 0
+    lr_num_cycles: int = 1
+    lr_power: float = 0.8
+    lr_end: float = 4e-07
+    max_train_steps: Optional[int] = None
+    num_train_epochs: int = 1
+    optimizer: str = "adamw_bf16"
+    optimizer_config: Optional[str] = None
+    optimizer_beta1: Optional[float] = None
+    optimizer_beta2: Optional[float] = None
+    mixed_precision: Literal["no", "fp16", "bf16", "fp8"] = "bf16"
+    gradient_checkpointing: bool = True
+    seed: Optional[int] = None
+    checkpoint_step_interval: int = 500
+    checkpoints_total_limit: int = 5
+    resume_from_checkpoint: str = "latest"
+    max_grad_norm: float = 2.0
+    grad_clip_method: Literal["value", "norm"] = "value"
+    flow_schedule_shift: float = 3.0
+    flow_schedule_auto_shift: bool = False
+    flow_sigmoid_scale: float = 1.0
+    flow_use_uniform_schedule: bool = False
+    flux_guidance_mode: Literal["constant", "random-range"] = "constant"
+    flux_guidance_value: float = 1.0
+    flux_guidance_min: float = 0.0
+    flux_guidance_max: float = 4.0
+    caption_dropout_probability: float = 0.1
+    validation_lycoris_strength: float = 1.0
+    resolution: float = 1024
+    resolution_type: Literal["pixel", "area", "pixel_area"] = "pixel_area"
+    aspect_bucket_alignment: Literal["8", "16", "24", "32", "64"] = "64"
+    caption_strategy: Literal["filename", "textfile", "instance_prompt", "parquet"] = "filename"
+    instance_prompt: Optional[str] = None
+    cache_dir_text: str = "cache"
+    cache_dir_vae: str = ""
+    tokenizer_max_length: Optional[int] = None
+    vae_dtype: Literal["default", "fp32", "fp16", "bf16"] = "bf16"
+
+
+def _kind(hint: object) -> object:
+    """A field's type as the config reader parses it: str, int, float, bool, or the tuple of a Literal's
+    allowed strings (``Optional`` only says that SimpleTuner's default is None)."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    if get_origin(hint) in (Union, types.UnionType):
+        return _kind(next(arg for arg in get_args(hint) if arg is not type(None)))
+    return hint
+
+
+_HINTS = get_type_hints(TrainingOptions)
+# name -> (kind, SimpleTuner default), derived from TrainingOptions.
 IMPLEMENTED: dict[str, tuple[object, object]] = {
-    "model_family": (str, None),
-    "model_flavour": (str, None),
-    "pretrained_model_name_or_path": (str, None),
-    "pretrained_transformer_model_name_or_path": (str, None),
-    "pretrained_transformer_subfolder": (str, "transformer"),
-    "revision": (str, None),
-    "variant": (str, None),
-    "model_type": (("full", "lora"), "full"),
-    "lora_type": (("standard", "lycoris"), "standard"),
-    "lycoris_config": (str, "config/lycoris_config.json"),
-    "output_dir": (str, "simpletuner-results"),
-    "data_backend_config": (str, None),
-    "train_batch_size": (int, 4),
-    "gradient_accumulation_steps": (int, 1),
-    "learning_rate": (float, 4e-07),
-    "lr_scale": (bool, False),
-    "lr_scheduler": (("linear", "sine", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"), "constant_with_warmup"),
-    "lr_warmup_steps": (int, 0),
-    "lr_num_cycles": (int, 1),
-    "lr_power": (float, 0.8),
-    "lr_end": (float, 4e-07),
-    "max_train_steps": (int, None),
-    "num_train_epochs": (int, 1),
-    "optimizer": (str, "adamw_bf16"),
-    "optimizer_config": (str, None),
-    "optimizer_beta1": (float, None),
-    "optimizer_beta2": (float, None),
-    "mixed_precision": (("no", "fp16", "bf16", "fp8"), "bf16"),
-    "gradient_checkpointing": (bool, True),
-    "seed": (int, None),
-    "checkpoint_step_interval": (int, 500),
-    "checkpoints_total_limit": (int, 5),
-    "resume_from_checkpoint": (str, "latest"),
-    "max_grad_norm": (float, 2.0),
-    "grad_clip_method": (("value", "norm"), "value"),
-    "flow_schedule_shift": (float, 3.0),
-    "flow_schedule_auto_shift": (bool, False),
-    "flow_sigmoid_scale": (float, 1.0),
-    "flow_use_uniform_schedule": (bool, False),
-    "flux_guidance_mode": (("constant", "random-range"), "constant"),
-    "flux_guidance_value": (float, 1.0),
-    "flux_guidance_min": (float, 0.0),
-    "flux_guidance_max": (float, 4.0),
-    "caption_dropout_probability": (float, 0.1),
-    "validation_lycoris_strength": (float, 1.0),
-    "resolution": (float, 1024),
-    "resolution_type": (("pixel", "area", "pixel_area"), "pixel_area"),
-    "aspect_bucket_alignment": (("8", "16", "24", "32", "64"), "64"),
-    "caption_strategy": (("filename", "textfile", "instance_prompt", "parquet"), "filename"),
-    "instance_prompt": (str, None),
-    "cache_dir_text": (str, "cache"),
-    "cache_dir_vae": (str, ""),
-    "tokenizer_max_length": (int, None),
-    "vae_dtype": (("default", "fp32", "fp16", "bf16"), "bf16"),
+    option.name: (_kind(_HINTS[option.name]), option.default) for option in fields(TrainingOptions)
 }
 
 # Options that never change the trained weights of a LyCORIS run in lyco train.
@@ -128,7 +152,7 @@ def loader_ignored() -> frozenset[str]:
 
 
 def simpletuner_required() -> tuple[str, ...]:
-    """Options SimpleTuner's argparse marks required (compat §1.3)."""
+    """Options SimpleTuner's argparse marks required (``required=True`` in SimpleTuner's cmd_args.py)."""
     return tuple(_simpletuner_data()["required"])
 
 

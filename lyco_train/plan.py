@@ -1,4 +1,5 @@
-"""How long a run is, and the plan printed before training (and by ``--dry-run``). No torch."""
+"""A run's plan: how long it is, where it resumes, and the summary printed before training (and by
+``--dry-run``); finding, choosing and pruning checkpoint folders. No torch."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from .config import ConfigError, TrainConfig
 from .data import DataPlan
+from .families.base import Family
 
 
 @dataclass(frozen=True)
@@ -21,52 +23,63 @@ class StepPlan:
     epochs: int
 
 
-def plan_steps(config: TrainConfig, plan: DataPlan) -> StepPlan:
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run is decided by before anything is loaded (``run.prepare_run`` makes it)."""
+
+    config: TrainConfig
+    family: Family
+    data: DataPlan
+    steps: StepPlan
+    resume: Optional[Path]  # the checkpoint folder to continue from, None for a fresh start
+    seed: int
+
+
+def plan_steps(config: TrainConfig, data: DataPlan) -> StepPlan:
     """SimpleTuner's arithmetic: max_train_steps wins; otherwise num_train_epochs × steps per epoch."""
-    batches = plan.batches_per_epoch(config.train_batch_size)
-    steps_per_epoch = max(1, math.ceil(batches / config.gradient_accumulation_steps))
-    total = config.max_train_steps or config.num_train_epochs * steps_per_epoch
+    options = config.options
+    batches = data.batches_per_epoch(options.train_batch_size)
+    steps_per_epoch = max(1, math.ceil(batches / options.gradient_accumulation_steps))
+    total = options.max_train_steps or options.num_train_epochs * steps_per_epoch
     return StepPlan(batches, steps_per_epoch, total, math.ceil(total / steps_per_epoch))
 
 
-def describe(config: TrainConfig, plan: DataPlan, steps: StepPlan, family_name: str, flavour: str, model: str, resume: Optional[Path], seed: Optional[int]) -> list[str]:
-    lines = [f"lyco train: {family_name} {flavour} from {model}"]
+def describe(run: RunPlan) -> list[str]:
+    """The plan as lines of text: model, data, batch, steps, optimizer, adapter, output."""
+    config, options, data, steps = run.config, run.config.options, run.data, run.steps
+    family = run.family
+    lines = [f"lyco train: {family.name} {family.flavour(options)} from {family.model_root(options)}"]
     per_dataset: dict[str, int] = {}
-    for sample in plan.samples:
+    for sample in data.samples:
         per_dataset[sample.dataset] = per_dataset.get(sample.dataset, 0) + 1
-    lines.append(f"data: {len(plan.samples)} image(s) in {len(config.datasets)} dataset(s), {len(plan.skipped)} skipped")
+    lines.append(f"data: {len(data.samples)} image(s) in {len(config.datasets)} dataset(s), {len(data.skipped)} skipped")
     for spec in config.datasets:
         shape = "centre-cropped squares" if spec.crop else "aspect buckets"
         lines.append(
             f"  {spec.id}: {per_dataset.get(spec.id, 0)} image(s) from {spec.instance_data_dir}, captions {spec.caption_strategy}, "
             f"{spec.resolution:g} {spec.resolution_type}, {shape}, repeats {spec.repeats}, latents in {spec.cache_dir_vae}"
         )
-    buckets = ", ".join(f"{w}x{h} ×{len(members)}" for (w, h), members in plan.buckets.items())
+    buckets = ", ".join(f"{w}x{h} ×{len(members)}" for (w, h), members in data.buckets.items())
     lines.append(f"  sizes: {buckets}")
-    dropout = config.caption_dropout_probability
-    lines.append(f"  prompts: {len(plan.prompt_files)} unique{' (incl. the empty prompt for caption dropout %g)' % dropout if dropout > 0 else ''}, embeddings in {config.text_embeds.cache_dir}")
+    dropout = options.caption_dropout_probability
+    lines.append(f"  prompts: {len(data.prompt_files)} unique{' (incl. the empty prompt for caption dropout %g)' % dropout if dropout > 0 else ''}, embeddings in {config.text_embeds.cache_dir}")
     lines.append(
-        f"batch: {config.train_batch_size} × {config.gradient_accumulation_steps} accumulation = "
-        f"{config.train_batch_size * config.gradient_accumulation_steps} per step; {steps.batches_per_epoch} batch(es) per epoch"
+        f"batch: {options.train_batch_size} × {options.gradient_accumulation_steps} accumulation = "
+        f"{options.train_batch_size * options.gradient_accumulation_steps} per step; {steps.batches_per_epoch} batch(es) per epoch"
     )
-    source = "max_train_steps" if config.max_train_steps else f"{config.num_train_epochs} epoch(s)"
-    interval = config.checkpoint_step_interval
+    source = "max_train_steps" if options.max_train_steps else f"{options.num_train_epochs} epoch(s)"
+    interval = options.checkpoint_step_interval
     lines.append(
         f"steps: {steps.total_steps} ({source}, about {steps.epochs} epoch(s)); "
-        + (f"checkpoint every {interval} steps, keep {config.checkpoints_total_limit}" if interval and interval > 0 else "no intermediate checkpoints")
+        + (f"checkpoint every {interval} steps, keep {options.checkpoints_total_limit}" if interval and interval > 0 else "no intermediate checkpoints")
     )
     lines.append(
-        f"optimizer: {config.optimizer}, lr {config.learning_rate:g} {config.lr_scheduler} (warmup {config.lr_warmup_steps}), "
-        f"mixed_precision {config.mixed_precision}, gradient_checkpointing {str(config.gradient_checkpointing).lower()}, seed {seed if seed is not None else 'random'}"
+        f"optimizer: {options.optimizer}, lr {options.learning_rate:g} {options.lr_scheduler} (warmup {options.lr_warmup_steps}), "
+        f"mixed_precision {options.mixed_precision}, gradient_checkpointing {str(options.gradient_checkpointing).lower()}, seed {run.seed}"
     )
     lines.append(f"adapter: {config.lycoris.get('algo', 'lora')} from {config.lycoris_path}")
-    lines.append(f"output: {config.output_dir}" + (f" (resuming from {resume.name})" if resume else ""))
+    lines.append(f"output: {config.output_dir}" + (f" (resuming from {run.resume.name})" if run.resume else ""))
     return lines
-
-
-def print_lines(lines: list[str], say: Callable[[str], None]) -> None:
-    for line in lines:
-        say(line)
 
 
 # -- checkpoint folders --------------------------------------------------------------------------

@@ -15,13 +15,16 @@ from safetensors import safe_open  # noqa: E402
 
 from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
-from lyco_train import _lcm  # noqa: E402
 from lyco_lint.meta_model.patches import no_tlora_gc  # noqa: E402
 from lyco_train.adapter import active_ranks, build_adapter, save_adapter, timestep_mask  # noqa: E402
-from lyco_train.config import ConfigError, load_config  # noqa: E402
-from lyco_train.data import BatchStream, plan_data  # noqa: E402
-from lyco_train.families import flux2  # noqa: E402
+from lyco_train.config import ConfigError  # noqa: E402
+from lyco_train.data import BatchStream  # noqa: E402
+from lyco_train.families import get_family  # noqa: E402
 from lyco_train.loop import prepare, train_step  # noqa: E402
+from lyco_train.options import TrainingOptions  # noqa: E402
+from lyco_train.run import prepare_run  # noqa: E402
+
+flux2 = get_family("flux2")
 
 
 def denoiser(pipeline):
@@ -38,13 +41,12 @@ def inputs(seed=0, batch=1):
 
 
 def forward(model, latents, embeds, sigma=0.5):
-    config = type("C", (), {"flux_guidance_mode": "constant", "flux_guidance_value": 1.0})()
-    return flux2.predict(model, latents, embeds, torch.full((latents.shape[0],), sigma), config, None)
+    return flux2.predict(model, latents, embeds, torch.full((latents.shape[0],), sigma), TrainingOptions(), None)
 
 
 def build(pipeline, lycoris_config, seed=0):
     model = denoiser(pipeline)
-    adapter = build_adapter(model, lycoris_config, seed=seed, device=torch.device("cpu"), family_targets=flux2.TARGET_CLASSES, max_timestep=1000)
+    adapter = build_adapter(model, lycoris_config, seed=seed, device=torch.device("cpu"), max_timestep=1000)
     return model, adapter
 
 
@@ -117,12 +119,9 @@ def test_tlora_mask_stays_set_through_a_checkpointed_backward(pipeline):
 
 
 def setup_parts(tmp_path, pipeline, lycoris_config, **options):
-    path = write_setup(tmp_path, pipeline, lycoris=lycoris_config, options=options)
-    config = load_config(path)
-    alignment = _lcm(int(config.aspect_bucket_alignment), flux2.pixel_multiple(config))
-    plan = plan_data(config, alignment, flux2.latent_identity(config), flux2.text_identity(config), print)
-    parts, generator = prepare(config, plan, flux2, 7, 10, print)
-    return parts, generator, BatchStream(plan, 7, config.train_batch_size)
+    run = prepare_run(write_setup(tmp_path, pipeline, lycoris=lycoris_config, options=options), print)
+    parts, generator = prepare(run, print)
+    return parts, generator, BatchStream(run.data, run.seed, run.config.options.train_batch_size)
 
 
 @pytest.mark.parametrize("lycoris_config", [FLUX2_LOKR, FLUX2_TLORA], ids=["lokr", "tlora"])
@@ -176,11 +175,10 @@ def test_tlora_batch_of_two_runs_one_forward_per_sample(tmp_path, pipeline, monk
 def test_every_lr_scheduler_builds_steps_and_round_trips_through_json(tmp_path, name):
     from lyco_train.optim import build_optimizer, build_scheduler
 
-    config = type("C", (), dict(
-        optimizer="adamw_bf16", optimizer_config=None, optimizer_beta1=None, optimizer_beta2=None, learning_rate=1e-3,
-        lr_scale=False, train_batch_size=1, gradient_accumulation_steps=1, lr_scheduler=name, lr_warmup_steps=3,
+    config = TrainingOptions(
+        optimizer="adamw_bf16", learning_rate=1e-3, train_batch_size=1, lr_scheduler=name, lr_warmup_steps=3,
         lr_num_cycles=2, lr_power=0.8, lr_end=1e-5,
-    ))()
+    )
     params = [torch.nn.Parameter(torch.ones(2))]
     optimizer = build_optimizer(params, config)
     scheduler = build_scheduler(optimizer, config, 20)

@@ -48,10 +48,11 @@ def edit_json(path, change):
 
 
 def plan(config):
-    from lyco_train.families import flux2
+    from lyco_train.families import get_family
 
+    flux2 = get_family("flux2")
     warnings = []
-    result = plan_data(config, 8, flux2.latent_identity(config), flux2.text_identity(config), warnings.append)
+    result = plan_data(config, 8, flux2.latent_identity(config.options), flux2.text_identity(config.options), warnings.append)
     return result, warnings
 
 
@@ -65,36 +66,44 @@ def test_implemented_defaults_are_simpletuners():
         assert spec.get("default") == default or str(spec.get("default")) == str(default), name
 
 
+def test_implemented_choices_are_simpletuners():
+    """A TrainingOptions field typed as a Literal allows exactly SimpleTuner's choices."""
+    choices = {name: kind for name, (kind, _default) in IMPLEMENTED.items() if isinstance(kind, tuple)}
+    assert choices
+    for name, kind in choices.items():
+        assert list(kind) == simpletuner_option(name)["choices"], name
+
+
 def test_defaults_fill_options_that_are_not_given(tmp_path, fake_model):
     config = load_config(setup(tmp_path, fake_model))
-    assert config.caption_dropout_probability == 0.1
-    assert config.max_grad_norm == 2.0 and config.grad_clip_method == "value"
-    assert config.flow_schedule_shift == 3.0
-    assert config.gradient_checkpointing is True
-    assert config.checkpoints_total_limit == 5
-    assert config.resume_from_checkpoint == "latest"
+    assert config.options.caption_dropout_probability == 0.1
+    assert config.options.max_grad_norm == 2.0 and config.options.grad_clip_method == "value"
+    assert config.options.flow_schedule_shift == 3.0
+    assert config.options.gradient_checkpointing is True
+    assert config.options.checkpoints_total_limit == 5
+    assert config.options.resume_from_checkpoint == "latest"
 
 
 def test_dashed_keys_and_legacy_names_are_read(tmp_path, fake_model):
     path = setup(tmp_path, fake_model)
     edit_json(path, lambda d: d.update({"--learning_rate": 5e-5, "checkpointing_steps": 3, "save_total_limit": 2}))
     config = load_config(path)
-    assert config.learning_rate == 5e-5
-    assert config.checkpoint_step_interval == 3 and config.checkpoints_total_limit == 2
+    assert config.options.learning_rate == 5e-5
+    assert config.options.checkpoint_step_interval == 3 and config.options.checkpoints_total_limit == 2
 
 
 def test_null_and_false_string_leave_the_default(tmp_path, fake_model):
     path = setup(tmp_path, fake_model, options={"gradient_checkpointing": "false", "seed": None})
     config = load_config(path)
-    assert config.gradient_checkpointing is True  # SimpleTuner's loader drops the string "false"
-    assert config.seed is None
+    assert config.options.gradient_checkpointing is True  # SimpleTuner's loader drops the string "false"
+    assert config.options.seed is None
 
 
 def test_scheduler_names_are_normalised_as_simpletuner_does(tmp_path, fake_model):
     config = load_config(setup(tmp_path, fake_model, options={"lr_scheduler": "constant", "lr_warmup_steps": 10}))
-    assert config.lr_scheduler == "constant_with_warmup"
+    assert config.options.lr_scheduler == "constant_with_warmup"
     config = load_config(setup(tmp_path, fake_model, options={"lr_scheduler": "cosine_with_warmup", "lr_warmup_steps": 0}))
-    assert config.lr_scheduler == "cosine"
+    assert config.options.lr_scheduler == "cosine"
 
 
 def test_unimplemented_option_that_changes_training_is_an_error_naming_it(tmp_path, fake_model):

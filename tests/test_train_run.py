@@ -135,7 +135,9 @@ def test_second_run_encodes_nothing(tmp_path, pipeline, capsys, monkeypatch):
     stamps = {path: path.stat().st_mtime_ns for path in caches}
     assert len(caches) == 3 + 5
 
-    from lyco_train.families import flux2
+    from lyco_train.families import get_family
+
+    flux2 = get_family("flux2")
 
     def must_not_load(*_args, **_kwargs):
         raise AssertionError("an encoder was loaded although every latent and prompt is cached")
