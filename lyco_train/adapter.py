@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
+
+from lyco_lint.atomic import atomic_path
 
 from .config import ConfigError
 
@@ -115,13 +116,21 @@ def active_ranks(adapter: Adapter, timestep: float) -> int:
 
 
 def save_adapter(adapter: Adapter, path: Path, metadata: dict[str, str]) -> None:
-    """Write the adapter (float32) with its metadata; atomic (temp file, then rename)."""
-    import torch
+    """Write the adapter to ``path`` atomically and durably (``lyco_lint.atomic``)."""
+    with atomic_path(path) as temporary:
+        write_adapter(adapter, temporary, metadata)
 
-    full = {"lycoris_config": json.dumps(adapter.config), **metadata}
-    temporary = path.with_name(f".{path.stem}.tmp.safetensors")
-    adapter.network.save_weights(str(temporary), torch.float32, full)
-    os.replace(temporary, path)
+
+def write_adapter(adapter: Adapter, path: Path, metadata: dict[str, str]) -> None:
+    """The adapter's weights in float32 with the complete LyCORIS config in the metadata, as LyCORIS'
+    ``save_weights(path, torch.float32, metadata)`` writes them. Called directly, not through save_weights:
+    save_weights picks safetensors or pickle from the file name's extension, and a temporary name does
+    not end in ``.safetensors``."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in adapter.network.state_dict().items()}
+    save_file(tensors, str(path), {"lycoris_config": json.dumps(adapter.config), **metadata})
 
 
 def load_adapter_weights(adapter: Adapter, path: Path) -> None:

@@ -4,18 +4,21 @@ A latent's file name hashes the image bytes, its training size, the crop mode an
 weight sizes, dtype); a prompt's hashes the prompt and the text encoder. A changed image or caption gets a
 new key and is encoded; an unchanged one is read from disk. The encoders are loaded only when something is
 missing, and are dropped (and the accelerator's memory released) as soon as the caches are complete.
+Each cache file is written atomically and flushed to disk (``lyco_lint.atomic``): a crash or power cut
+never leaves a half-written file under a valid key.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from lyco_lint.atomic import atomic_path
 
 from .config import TrainConfig
 from .data import DataPlan, Sample
@@ -86,10 +89,8 @@ def load_pixels(sample: Sample) -> torch.Tensor:
 
 
 def write_tensor(path: Path, name: str, tensor: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    save_file({name: tensor.detach().to("cpu").contiguous()}, str(temporary))
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        save_file({name: tensor.detach().to("cpu").contiguous()}, str(temporary))
 
 
 def read_tensor(path: Path, name: str) -> torch.Tensor:

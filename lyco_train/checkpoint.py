@@ -11,14 +11,15 @@ Contents (no pickle anywhere: tensors in safetensors, the rest in JSON):
 
 Finding checkpoints, choosing the one to resume and pruning old ones is in ``plan.py`` (no torch).
 
-A checkpoint is written to ``.checkpoint-STEP.tmp`` and renamed when complete, so a crash never leaves a
-half checkpoint that ``resume_from_checkpoint: latest`` would pick.
+A checkpoint's files are written into ``.checkpoint-STEP.tmp``, then ``lyco_lint.atomic.publish_directory``
+flushes every file to disk and renames the folder into place (replacing an older ``checkpoint-STEP`` only
+once the new one is complete), so neither a crash nor a power cut leaves a half checkpoint that
+``resume_from_checkpoint: latest`` would pick.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -28,7 +29,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .adapter import WEIGHTS_NAME, Adapter, load_adapter_weights, save_adapter
+from lyco_lint.atomic import publish_directory
+
+from .adapter import WEIGHTS_NAME, Adapter, load_adapter_weights, write_adapter
 
 
 # -- plain state <-> (JSON, tensors) -------------------------------------------------------------
@@ -109,24 +112,20 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None
 
 
 def save_checkpoint(output_dir: Path, step: int, *, adapter: Adapter, optimizer, scheduler, generator, training_state: dict, lycoris_path: Path, metadata: dict[str, str]) -> Path:
+    """Write ``output_dir/checkpoint-STEP`` (see the module docstring); returns its path."""
     final = output_dir / f"checkpoint-{step}"
     temporary = output_dir / f".checkpoint-{step}.tmp"
-    if temporary.exists():
+    if temporary.exists():  # left by a run that crashed while writing this step
         shutil.rmtree(temporary)
     temporary.mkdir(parents=True)
-    save_adapter(adapter, temporary / WEIGHTS_NAME, metadata)
+    # Plain writes: the folder is invisible to resume until publish_directory has flushed and renamed it.
+    write_adapter(adapter, temporary / WEIGHTS_NAME, metadata)
     save_state(temporary, "optimizer", optimizer.state_dict())
     (temporary / "scheduler.json").write_text(json.dumps(scheduler.state_dict()), encoding="utf-8")
     save_state(temporary, "rng", rng_state(generator))
     (temporary / "training_state.json").write_text(json.dumps(training_state, indent=2), encoding="utf-8")
     shutil.copyfile(lycoris_path, temporary / "lycoris_config.json")
-    if final.exists():  # a rerun reaching the same step: replace it only once the new one is complete
-        stale = output_dir / f".checkpoint-{step}.old"
-        os.replace(final, stale)
-        os.replace(temporary, final)
-        shutil.rmtree(stale)
-    else:
-        os.replace(temporary, final)
+    publish_directory(temporary, final)
     return final
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
+from lyco_lint.atomic import write_bytes
+
 from . import caching
 from .adapter import WEIGHTS_NAME, Adapter, build_adapter, save_adapter, timestep_mask
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -108,7 +110,7 @@ def train(run: RunPlan, console: Console) -> int:
 
     # the result
     save_adapter(parts.adapter, output_dir / WEIGHTS_NAME, weights_metadata(run, step))
-    (output_dir / "lycoris_config.json").write_bytes(config.lycoris_path.read_bytes())
+    write_bytes(output_dir / "lycoris_config.json", config.lycoris_path.read_bytes())
     draw_loss_curve(log.rows, output_dir / CURVE_NAME)
     final = log.rows[-1]["smoothed_loss"] if log.rows else float("nan")
     say(f"done: {step} steps, smoothed loss {final:.4f}; adapter written to {output_dir / WEIGHTS_NAME}")

@@ -1,4 +1,8 @@
-"""What a run shows and leaves behind: the progress bar, ``metrics.jsonl`` and ``loss_curve.png``."""
+"""What a run shows and leaves behind: the progress bar, ``metrics.jsonl`` and ``loss_curve.png``.
+
+``metrics.jsonl`` grows by one appended line per step; a resumed run rewrites it (atomically) without the
+rows after its checkpoint. The loss curve is replaced atomically each time it is drawn.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from typing import Optional
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
+
+from lyco_lint.atomic import atomic_path, write_text
 
 METRICS_NAME = "metrics.jsonl"
 CURVE_NAME = "loss_curve.png"
@@ -75,7 +81,7 @@ def keep_rows_until(path: Path, step: int) -> list[dict]:
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step and row.get("loss") is not None:
             rows.append(row)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
     return rows
 
 
@@ -114,9 +120,8 @@ def draw_loss_curve(rows: list[dict], path: Path, size: tuple[int, int] = (800, 
         draw.text((left, height - bottom + 8), f"step {first}", fill="black")
         draw.text((width - right - 80, height - bottom + 8), f"step {last}", fill="black")
     draw.text((left + 10, top + 5), "loss (grey), smoothed (blue)", fill="black")
-    temporary = path.with_name(f".{path.name}.tmp")
-    image.save(temporary, format="PNG")
-    temporary.replace(path)
+    with atomic_path(path, durable=False) as temporary:  # a picture, redrawn at the next checkpoint: no fsync
+        image.save(temporary, format="PNG")
 
 
 def _finite(value) -> bool:
