@@ -3,16 +3,23 @@ run the catalog's rules and collect findings with positions."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from .catalog import Hit, Rule, Severity
-from .documents import LYCORIS, TRAINING, UNKNOWN, Document, LintContext
-from .knowledge.training_view import model_family, options as training_options, resolve_lycoris_config, uses_lycoris
+from .documents import DATASET, LYCORIS, TRAINING, UNKNOWN, Document, LintContext, config_like_name
+from .knowledge.training_view import (
+    model_family,
+    options as training_options,
+    resolve_data_backend_config,
+    resolve_lycoris_config,
+    uses_lycoris,
+)
 from .rules import rules_for
 from .rules.model import LYCORIS_BUILD_FAILED, MODEL_UNAVAILABLE
-from .rules.structure import INVALID_JSON, UNRECOGNIZED_FILE, WRONG_ROOT_TYPE
+from .rules.structure import FILE_TOO_LARGE, INVALID_JSON, UNREADABLE_FILE, UNRECOGNIZED_FILE, WRONG_ROOT_TYPE
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,17 @@ class UsageError(Exception):
     """Bad command-line input (a path that does not exist): exit status 2."""
 
 
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path where that fails (a symbolic link loop raises)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 def display_path(path: Path) -> str:
     """The path relative to the current directory when it is below it, else absolute."""
-    absolute = path.resolve()
+    absolute = resolved(path)
     try:
         return absolute.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
@@ -93,7 +108,8 @@ def expand_paths(paths: Iterable[str]) -> list[tuple[Path, bool]]:
                     continue
                 if child.is_file():
                     found.append((child, False))
-        elif path.is_file():
+        elif path.is_file() or os.path.lexists(path):
+            # a named pipe, a device, a link loop or a link to nothing exists too: reading it says what it is (LYC006)
             found.append((path, True))
         else:
             raise UsageError(f"{raw}: no such file or directory")
@@ -105,25 +121,26 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
     documents: dict[Path, Document] = {}
     explicit: dict[Path, bool] = {}
     for path, named in expand_paths(paths):
-        key = path.resolve()
+        key = resolved(path)
         if key in documents:
             continue
-        documents[key] = Document.read(path, display_path(path))
+        documents[key] = Document.read(path, display_path(path), sniff=not named)
         explicit[key] = named
 
-    # A training config brings its LyCORIS config, linted in the training config's context.
+    # A training config brings its LyCORIS config and its dataset config, linted in its context.
     for training in [d for d in documents.values() if d.kind == TRAINING]:
-        if not uses_lycoris(training):
-            continue
-        found, _places, _reference = resolve_lycoris_config(training)
-        if found is None:
-            continue  # LYC301 reports it
-        key = found.resolve()
-        paired = documents.get(key) or Document.read(found, display_path(found))
-        paired.forced_kind = LYCORIS
-        paired.context = LintContext(family=model_family(training), training=training)
-        documents[key] = paired
-        explicit[key] = True
+        pairs = [(resolve_data_backend_config(training)[0], DATASET)]
+        if uses_lycoris(training):
+            pairs.append((resolve_lycoris_config(training)[0], LYCORIS))
+        for found, kind in pairs:
+            if found is None or resolved(found) == resolved(training.path):
+                continue  # LYC301/LYC316 report a missing file, or one that is the training config itself
+            key = resolved(found)
+            paired = documents.get(key) or Document.read(found, display_path(found))
+            paired.forced_kind = kind
+            paired.context = LintContext(family=model_family(training), training=training)
+            documents[key] = paired
+            explicit[key] = True
 
     result = LintResult()
     built_models: dict = {}
@@ -142,12 +159,14 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
 
 
 def _looks_like_a_config(document: Document) -> bool:
-    """Whether a file found by walking a folder is one of ours: recognised by its keys, or, when it does
-    not parse, by its name (config.json, *lycoris*.json), so that a broken config is still reported."""
-    if document.syntax_error is None:
+    """Whether a file found by walking a folder is one of ours: recognised by its keys, or, when it cannot be
+    read or parsed, by its name (config.json, *lycoris*.json, *multidatabackend*.json), so that a broken config
+    is still reported."""
+    if document.skipped:
+        return False
+    if document.syntax_error is None and document.unreadable is None and document.too_large is None:
         return document.kind != UNKNOWN
-    name = document.path.name.lower()
-    return name == "config.json" or "lycoris" in name
+    return config_like_name(document.path)
 
 
 def attach_model(document: Document, spec: str, built_models: dict) -> None:
@@ -180,12 +199,21 @@ def attach_model(document: Document, spec: str, built_models: dict) -> None:
 def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:
     options = options or Options()
     hits: list[tuple[Rule, Hit]] = []
+    for entry, reason in ((UNREADABLE_FILE, document.unreadable), (FILE_TOO_LARGE, document.too_large)):
+        if reason is not None:
+            message = f"not checked: {reason}" if entry is FILE_TOO_LARGE else f"cannot read {document.display_path}: {reason}"
+            return [_finding(entry, document.display_path, (1, 1, 1, 1), message, "", None)] if options.wants(entry.code) else []
     if document.syntax_error is not None:
         error = document.syntax_error
         location = (error.line, error.column, error.line, error.column + 1)
         finding = _finding(INVALID_JSON, document.display_path, location, error.message, "", None)
         return [finding] if options.wants(INVALID_JSON.code) else []
-    if not document.is_object:
+    if document.kind == DATASET:
+        hits.extend(document.engine_hits)
+        for entry in rules_for(DATASET):
+            if options.wants(entry.code):
+                hits.extend((entry, hit) for hit in entry.check(document))
+    elif not document.is_object:
         hits.append((WRONG_ROOT_TYPE, Hit("", _root_message(document), at="whole")))
     elif document.kind == UNKNOWN:
         hits.append((UNRECOGNIZED_FILE, Hit("", _unknown_message(), at="whole")))
@@ -218,7 +246,8 @@ def _root_message(document: Document) -> str:
     article = "an" if kind[0] in "aeiou" else "a"
     return (
         f"the top level is {article} {kind}; a LyCORIS config and a training config are both JSON objects "
-        "({\"algo\": ...} or {\"model_family\": ...})"
+        "({\"algo\": ...} or {\"model_family\": ...}), and a dataset config (multidatabackend.json) is an array of "
+        "dataset objects ([{\"id\": ..., \"type\": \"local\", ...}])"
     )
 
 
@@ -230,6 +259,10 @@ def _unknown_message() -> str:
 
 
 def exit_status(findings: Iterable[Finding], strict: bool = False) -> int:
+    """0 clean, 1 errors (or warnings with ``strict``), 2 when a file could not be read at all (LYC006)."""
+    findings = list(findings)
+    if any(finding.code == UNREADABLE_FILE.code for finding in findings):
+        return 2
     worst = max((finding.severity.rank for finding in findings), default=-1)
     threshold = Severity.WARNING.rank if strict else Severity.ERROR.rank
     return 1 if worst >= threshold else 0

@@ -11,17 +11,20 @@ what a person would look for (a trailing comma, a comment, a single-quoted strin
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 __all__ = [
     "Span",
     "Node",
     "Member",
     "JSONSyntaxError",
+    "JSONTooLarge",
     "parse",
     "to_python",
     "escape_pointer",
+    "unescape_pointer",
     "join_pointer",
 ]
 
@@ -54,6 +57,9 @@ class Node:
     value: Any = None  # scalars only
     members: list[Member] = field(default_factory=list)  # objects only
     items: list["Node"] = field(default_factory=list)  # arrays only
+    # numbers only: the literal as written when the value is not what it says (1e999 overflows to infinity;
+    # an integer longer than Python's int/str conversion limit, which json.loads refuses, reads as infinity)
+    literal: Union[str, None] = None
 
     def get(self, key: str) -> Union["Node", None]:
         """The value of the last member named ``key`` (json.loads keeps the last one)."""
@@ -79,6 +85,14 @@ class JSONSyntaxError(ValueError):
         self.column = column
 
 
+class JSONTooLarge(ValueError):
+    """The text holds more values than the caller allows (configs hold a few hundred)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit:,} values")
+        self.limit = limit
+
+
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _STRING_CHUNK = re.compile(r'[^"\\\x00-\x1f]*')
@@ -92,12 +106,18 @@ _CONSTANTS = {
     "-Infinity": ("number", float("-inf")),
 }
 _MAX_DEPTH = 200  # two stack frames per level; configs never come close
+_INFINITY = float("inf")
+# CPython refuses int(str) beyond this many digits (sys.get_int_max_str_digits(), 4300 by default); so does
+# json.loads, which is how LyCORIS and SimpleTuner read configs
+_MAX_INT_DIGITS = getattr(sys, "get_int_max_str_digits", lambda: 4300)() or 4300
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, max_values: Optional[int] = None) -> None:
         self.text = text
         self.pos = 0
+        self.values_left = max_values if max_values is not None else -1
+        self.max_values = max_values
         # offsets where each line starts, to turn an offset into line/column quickly
         self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
@@ -149,6 +169,9 @@ class _Parser:
     def parse_value(self, depth: int) -> Node:
         if depth > _MAX_DEPTH:
             raise self.fail(f"nesting deeper than {_MAX_DEPTH} levels")
+        self.values_left -= 1
+        if self.values_left == -1 and self.max_values is not None:
+            raise JSONTooLarge(self.max_values)
         text, pos = self.text, self.pos
         char = text[pos : pos + 1]
         if char == "{":
@@ -167,8 +190,17 @@ class _Parser:
         if match and match.end() > pos:
             self.pos = match.end()
             literal = match.group()
-            value: Any = float(literal) if match.group(1) or match.group(2) else int(literal)
-            return Node("number", self.span(pos, self.pos), value)
+            span = self.span(pos, self.pos)
+            if match.group(1) or match.group(2):
+                value: Any = float(literal)
+                if value in (_INFINITY, -_INFINITY):
+                    return Node("number", span, value, literal=literal)
+                return Node("number", span, value)
+            if len(literal) - (literal[0] == "-") > _MAX_INT_DIGITS:
+                # json.loads raises ValueError here (CPython's int/str conversion limit); lint reads it as the
+                # infinity it practically is and reports it (LYC017) instead of crashing on it
+                return Node("number", span, -_INFINITY if literal[0] == "-" else _INFINITY, literal=literal)
+            return Node("number", span, int(literal))
         if char == "'":
             raise self.fail("strings must use double quotes (\"...\"), not single quotes")
         if char in ("}", "]"):
@@ -294,9 +326,10 @@ class _Parser:
     last_comma = 0
 
 
-def parse(text: str) -> Node:
-    """Parse ``text`` into a :class:`Node` tree; raise :class:`JSONSyntaxError` on bad input."""
-    return _Parser(text).parse_document()
+def parse(text: str, max_values: Optional[int] = None) -> Node:
+    """Parse ``text`` into a :class:`Node` tree; raise :class:`JSONSyntaxError` on bad input and
+    :class:`JSONTooLarge` when it holds more than ``max_values`` values."""
+    return _Parser(text, max_values).parse_document()
 
 
 def to_python(node: Node) -> Any:
@@ -310,6 +343,11 @@ def to_python(node: Node) -> Any:
 
 def escape_pointer(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
+
+
+def unescape_pointer(token: str) -> str:
+    """A JSON pointer token as the key it names (``a~1b`` → ``a/b``)."""
+    return token.replace("~1", "/").replace("~0", "~")
 
 
 def join_pointer(pointer: str, *tokens: Union[str, int]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Callable, TextIO
 
@@ -15,6 +16,39 @@ INFORMATION_URI = "https://github.com/lyco-dev/lyco"
 
 def report(result: LintResult, fmt: str, stream: TextIO, *, quiet: bool = False, color: bool | None = None) -> None:
     REPORTERS[fmt](result, stream, quiet, color)
+
+
+# -- what input text may reach the output ---------------------------------------------------------
+
+# Messages quote keys and values from the file: a 10 MB value must not be echoed whole.
+MESSAGE_LIMIT = 1000
+# Characters a terminal acts on or that change what a line looks like: C0/C1 controls (escape sequences,
+# carriage returns, line breaks that would forge a finding line), DEL, bidirectional overrides, and lone
+# surrogates (from JSON \udc00 escapes or undecodable file names), which UTF-8 output cannot encode.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut in the middle to at most about ``limit`` characters (the fix at its end stays)."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3) :]
+    return f"{head} [... {len(text) - len(head) - len(tail):,} characters left out ...] {tail}"
+
+
+def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` safe for a terminal or a log: unsafe characters escaped as Python writes them, then clipped."""
+    escaped = _UNSAFE.sub(lambda m: _NAMED_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xFF else f"\\x{ord(m.group()):02x}"), text)
+    return clip(escaped, limit)
+
+
+def json_text(value) -> str:
+    """The whole JSON document as one string (written at once: never half a document), with lone surrogates
+    as \\uXXXX escapes, which is what they are in JSON, so that UTF-8 output can carry them."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 # -- text -----------------------------------------------------------------------------------------
@@ -33,8 +67,8 @@ def _summary(result: LintResult) -> str:
 
 def _headline(finding: Finding) -> str:
     return (
-        f"{finding.file}:{finding.line}:{finding.column}: {finding.code} [{finding.severity.value}] "
-        f"{finding.message} ({finding.name})"
+        f"{printable(finding.file)}:{finding.line}:{finding.column}: {finding.code} [{finding.severity.value}] "
+        f"{printable(finding.message)} ({finding.name})"
     )
 
 
@@ -61,13 +95,13 @@ def _rich_text(result: LintResult, stream: TextIO, quiet: bool, color: bool | No
     for finding in result.findings:
         if finding.file != current_file:
             current_file = finding.file
-            console.print(Text(finding.file, style="bold underline"))
+            console.print(Text(printable(finding.file), style="bold underline"))
         line = Text("  ")
         line.append(f"{finding.line}:{finding.column}", style="dim")
         line.append(" ")
         line.append(finding.code, style=_STYLES[finding.severity.value])
         line.append(f" [{finding.severity.value}] ", style=_STYLES[finding.severity.value])
-        line.append(finding.message)
+        line.append(printable(finding.message))
         line.append(f" ({finding.name})", style="dim")
         console.print(line)
         frame = _code_frame(result.sources.get(finding.file, ""), finding)
@@ -78,18 +112,29 @@ def _rich_text(result: LintResult, stream: TextIO, quiet: bool, color: bool | No
         console.print(Text(_summary(result), style=style))
 
 
+FRAME_WIDTH = 120  # characters of the source line shown around the finding
+
+
 def _code_frame(text: str, finding: Finding) -> str:
     lines = text.splitlines()
     if not 1 <= finding.line <= len(lines):
         return ""
-    source = lines[finding.line - 1].expandtabs(1)
-    width = len(str(finding.line))
+    # one character for one character, so that the carets stay under the finding
+    source = _UNSAFE.sub("\ufffd", lines[finding.line - 1].expandtabs(1))
+    column = finding.column
     end = finding.end_column if finding.end_line == finding.line else len(source) + 1
-    carets = "^" * max(1, min(end, len(source) + 1) - finding.column)
+    if len(source) > FRAME_WIDTH:  # a minified file or a huge value: a window around the finding
+        start = max(0, column - 1 - FRAME_WIDTH // 4)
+        shown = source[start : start + FRAME_WIDTH]
+        prefix = "..." if start else ""
+        suffix = "..." if start + FRAME_WIDTH < len(source) else ""
+        source, column, end = prefix + shown + suffix, column - start + len(prefix), min(end - start + len(prefix), len(prefix) + len(shown) + 1)
+    width = len(str(finding.line))
+    carets = "^" * max(1, min(end, len(source) + 1) - column)
     return (
         f"   {' ' * width} |\n"
         f"   {finding.line} | {source}\n"
-        f"   {' ' * width} | {' ' * (finding.column - 1)}{carets}"
+        f"   {' ' * width} | {' ' * (column - 1)}{carets}"
     )
 
 
@@ -97,8 +142,7 @@ def _code_frame(text: str, finding: Finding) -> str:
 
 
 def _json(result: LintResult, stream: TextIO, quiet: bool, color: bool | None) -> None:
-    json.dump([finding.as_dict() for finding in result.findings], stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    stream.write(json_text([dict(finding.as_dict(), message=clip(finding.message)) for finding in result.findings]))
 
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
@@ -137,7 +181,7 @@ def sarif_log(result: LintResult) -> dict:
                         "ruleId": finding.code,
                         "ruleIndex": index[finding.code],
                         "level": _SARIF_LEVEL[finding.severity.value],
-                        "message": {"text": finding.message},
+                        "message": {"text": clip(finding.message)},
                         "locations": [
                             {
                                 "physicalLocation": {
@@ -161,15 +205,15 @@ def sarif_log(result: LintResult) -> dict:
 
 
 def _sarif(result: LintResult, stream: TextIO, quiet: bool, color: bool | None) -> None:
-    json.dump(sarif_log(result), stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    stream.write(json_text(sarif_log(result)))
 
 
 _GITHUB_COMMAND = {"error": "error", "warning": "warning", "info": "notice"}
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return printable(text)  # what is left that a log viewer would act on
 
 
 def _escape_property(text: str) -> str:

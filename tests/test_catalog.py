@@ -19,6 +19,7 @@ TESTS = Path(__file__).resolve().parent
 NEEDS_CONTEXT = {"LYC205": "flux2", "LYC304": "sdxl"}
 ONLY_WITH_MORE = {
     "LYC001", "LYC003", "LYC004",  # engine codes, tested in test_rules_structure.py
+    "LYC005", "LYC006",  # a file too large or unreadable (test_lint_defects.py)
     "LYC207", "LYC208", "LYC401", "LYC402", "LYC210", "LYC211",  # need --model (tests/test_model.py)
     "LYC305", "LYC307", "LYC309",  # combine a training config and a LyCORIS config (test_training_pairing.py)
     "LYC301", "LYC316",  # name files that must (not) exist

@@ -101,3 +101,20 @@ def test_train_dry_run_on_a_bad_config_exits_1(tmp_path):
     config = write(tmp_path, "config.json", {"model_type": "lora", "model_family": "flux2", "lora_typ": "lycoris"})
     done = lyco("train", config, "--dry-run")
     assert done.returncode == 1 and "LYC310" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_lone_surrogates_and_huge_integers_lint_through_real_stdout(tmp_path):
+    """Valid JSON that crashed lint: a lone surrogate escape (UTF-8 stdout cannot encode it) and an integer of more
+    than 4,300 digits (Python's int/str limit). Machine formats are whole documents."""
+    surrogate = tmp_path / "surrogate.lycoris.json"
+    surrogate.write_text('{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "x\\udc00": 1}')
+    huge = tmp_path / "huge.lycoris.json"
+    huge.write_text('{"algo": "lora", "multiplier": 1.0, "linear_dim": ' + "1" * 5000 + ', "linear_alpha": 8}')
+    for path, code in ((surrogate, "LYC011"), (huge, "LYC017")):
+        for fmt in ("json", "sarif"):
+            done = lyco("lint", "--format", fmt, str(path))
+            assert done.returncode == 1 and "internal error" not in done.stderr, done.stderr
+            assert code in json.dumps(json.loads(done.stdout))
+        done = lyco("lint", str(path))
+        assert done.returncode == 1 and code in done.stdout and "internal error" not in done.stderr
+    assert "x\\udc00" in lyco("lint", str(surrogate)).stdout

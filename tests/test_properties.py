@@ -70,3 +70,46 @@ def test_mutated_configs_never_crash(tmp_path, config):
 @given(text=st.text(alphabet='{}[]",:0123456789.-+eE tfnrul\n\\aslgo', max_size=60))
 def test_arbitrary_text_never_crashes(tmp_path, text):
     check_document_text(tmp_path, text)
+
+
+# Values Python's json module reads but json.dumps does not write: placeholders replaced in the text.
+SPECIAL_LITERALS = {
+    "@@nan@@": "NaN",
+    "@@inf@@": "Infinity",
+    "@@-inf@@": "-Infinity",
+    "@@overflow@@": "1e999",
+    "@@huge@@": "9" * 4301,
+    "@@-huge@@": "-" + "7" * 5000,
+    "@@surrogate@@": '"\\udc00"',
+    "@@escape@@": '"\\u001b[31mred\\nLYC999 forged"',
+}
+SPECIAL = st.sampled_from(sorted(SPECIAL_LITERALS))
+SPECIAL_VALUES = st.recursive(
+    SCALARS | SPECIAL, lambda children: st.lists(children, max_size=4) | st.dictionaries(KEYS | SPECIAL.map(lambda s: s + "k"), children, max_size=6), max_leaves=20
+)
+
+
+def with_special_literals(text: str) -> str:
+    for placeholder, literal in SPECIAL_LITERALS.items():
+        text = text.replace(f'"{placeholder}k"', literal if literal.startswith('"') else f'"{literal}"')
+        text = text.replace(f'"{placeholder}"', literal)
+    return text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=SPECIAL_VALUES, seed=st.sampled_from(SEEDS))
+def test_lone_surrogates_huge_integers_and_non_finite_numbers_lint_like_any_value(tmp_path, capsys, value, seed):
+    """Valid JSON (as Python's json reads it) never crashes lint, machine formats are whole documents, and text
+    output carries no control character from the input."""
+    config = dict(seed, extra=value)
+    text = with_special_literals(json.dumps(config, indent=2))
+    check_document_text(tmp_path, text)
+    capsys.readouterr()
+    path = tmp_path / "doc.json"
+    for fmt in ("json", "sarif"):
+        assert main(["lint", "--format", fmt, str(path)]) in (0, 1)
+        json.loads(capsys.readouterr().out)  # a whole document, or this raises
+    assert main(["lint", "--format", "text", str(path)]) in (0, 1)
+    out = capsys.readouterr().out
+    assert not [char for char in out if char != "\n" and (ord(char) < 32 or 0xD800 <= ord(char) <= 0xDFFF)]
+    assert "\nLYC999" not in out

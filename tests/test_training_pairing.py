@@ -242,7 +242,11 @@ def test_good_fixture_lints_without_errors_or_training_findings(name):
     result = lint_paths([str(config)])
     raw = json.loads(config.read_text(encoding="utf-8"))
     uses_lycoris = (raw.get("lora_type") or raw.get("--lora_type")) == "lycoris"
-    assert len(result.documents) == (2 if uses_lycoris else 1)  # the LyCORIS config came along
+    datasets = raw.get("data_backend_config") or raw.get("--data_backend_config")
+    has_datasets = bool(datasets) and (config.parent / datasets).is_file()
+    # the LyCORIS config and the dataset config came along
+    assert len(result.documents) == 1 + uses_lycoris + has_datasets
+    assert has_datasets == any(d.kind == "dataset" for d in result.documents)
     assert [f for f in result.findings if f.code.startswith("LYC3") or f.severity.value == "error"] == []
 
 
@@ -268,10 +272,13 @@ def test_failure_table_cases_are_caught_in_the_lycoris_config(name, code):
 
 def test_shipped_example_lints_clean_with_its_lycoris_config():
     result = lint_paths([str(EXAMPLES / "config" / "config.json")])
-    assert sorted(d.path.name for d in result.documents) == ["config.json", "flux2-lokr.lycoris.json"]
-    paired = next(d for d in result.documents if d.path.name == "flux2-lokr.lycoris.json")
-    assert paired.context.family == "flux2" and paired.context.training is not None
-    assert [f for f in result.findings if f.severity.value != "info"] == []
+    names = ["config.json", "flux2-lokr.lycoris.json", "multidatabackend.json"]
+    assert sorted(d.path.name for d in result.documents) == names
+    for name in names[1:]:
+        paired = next(d for d in result.documents if d.path.name == name)
+        assert paired.context.family == "flux2" and paired.context.training is not None
+    # the example's image folder (datasets/my-images) is the user's to create: only that may be reported
+    assert [f for f in result.findings if f.severity.value != "info" and f.code != "LYC505"] == []
 
 
 def test_linting_a_pair_is_fast():

@@ -154,3 +154,15 @@ def resolve_lycoris_config(training: Document) -> tuple[Optional[Path], list[Pat
     reference = effective_text(training, "lycoris_config") or DEFAULT_LYCORIS_CONFIG
     found, places = find_named_file(training.path, reference)
     return found, places, reference
+
+
+def resolve_data_backend_config(training: Document) -> tuple[Optional[Path], list[Path], Optional[str]]:
+    """The dataset config (``multidatabackend.json``) a training config names in ``data_backend_config``.
+
+    Returns the path found (or None), every place looked, and the reference as written (None when the option
+    is not set or is a ``{env:...}`` placeholder lint cannot resolve)."""
+    setting = effective(training, "data_backend_config")
+    if setting is None or setting.text is None or setting.output.placeholder:
+        return None, [], None
+    found, places = find_named_file(training.path, setting.text)
+    return found, places, setting.text

@@ -128,9 +128,13 @@ def _local_source(path: Path, subfolder: Optional[str]) -> ModelSource:
         if not config_path.is_file():
             raise ModelError(f"{path}/model_index.json names a '{component}' component but {config_path} is missing")
         return _model_config(config_path, str(config_path), subfolder=component)
+    # a partial download (only the trained component's folder, no model_index.json): the component is there
+    for component in TRAINED_COMPONENTS:
+        if (path / component / "config.json").is_file():
+            return _model_config(path / component / "config.json", str(path / component / "config.json"), subfolder=component)
     raise ModelError(
-        f"{path} holds neither model_index.json (a diffusers pipeline) nor config.json (a diffusers model); "
-        "point --model at the pipeline folder or its transformer/ or unet/ folder"
+        f"{path} holds neither model_index.json (a diffusers pipeline) nor config.json (a diffusers model), nor a "
+        "transformer/ or unet/ folder with one; point --model at the pipeline folder or its transformer/ or unet/ folder"
     )
 
 

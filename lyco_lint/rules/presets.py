@@ -274,12 +274,16 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
     INFO,
     applies_to=LYCORIS,
     summary=(
-        "Reports that the target classes could not be checked because lyco's class index does not cover the model "
-        "family (its model class is not in diffusers)."
+        "Reports, once per file, that the target classes could not be checked: lyco's class index does not cover the "
+        "model family (its model class is not in diffusers), or no family is known at all (a bare LyCORIS config "
+        "linted without `--family`, or a training config without `model_family`). Not with `--model`, which "
+        "checks the real model."
     ),
     why=(
         "LYC205 needs the family's class names; for families SimpleTuner defines itself lyco cannot know them "
-        "without loading the model. `lyco lint --model` checks the targets against the real model."
+        "without loading the model, and without a family it cannot know which model is meant. \"All checks "
+        "passed\" would claim a check that never ran. `lyco lint --family NAME`, linting the training config that "
+        "points at the file, or `lyco lint --model` check the targets."
     ),
     example='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8,\n "apply_preset": {"target_module": ["Block"]}}',
     # nothing to change in the file: the check needs the real model
@@ -287,13 +291,30 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
 )
 def family_not_indexed(document: Document) -> Iterator[Hit]:
     family = document.context.family
-    if not family or module_classes(family) is not None or not class_index():
+    if document.context.model is not None or not class_index():
+        return
+    if family and module_classes(family) is not None:
         return
     targets = list(class_targets(document))
     if not targets:
         return
     _name, pointer, _at = targets[0]
     pointer = preset_pointer("target_module") if "/target_module/" in pointer else preset_pointer("module_algo_map")
+    if not family:
+        training = document.context.training
+        route = (
+            f"{training.display_path} sets no model_family; set it there, or pass `lyco lint --family NAME`"
+            if training is not None
+            else "pass `lyco lint --family NAME` (flux2, sdxl, ...), or lint the training config that points at this "
+            "file (its model_family is used)"
+        )
+        yield Hit(
+            pointer,
+            f"the target classes were not checked: no model family is known for this LyCORIS config; {route}, or "
+            "check against the real model with `lyco lint --model`",
+            at="key",
+        )
+        return
     yield Hit(
         pointer,
         f"the target classes could not be verified: lyco's class index does not cover the model family '{family}' "

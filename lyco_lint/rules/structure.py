@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, engine_rule, rule
 from ..documents import Document, option_name
-from ..jsonpos import Member, join_pointer, to_python, walk
+from ..jsonpos import Member, join_pointer, to_python, unescape_pointer, walk
 from ..knowledge.lycoris import algo_names, unknown_algo_hint
 from ..knowledge.simpletuner import resolve_key
 from ..schemas import LYCORIS_CONFIG_ID, check_document, schema
@@ -51,6 +52,38 @@ UNRECOGNIZED_FILE = engine_rule(
     why="lyco cannot tell which rules apply, so nothing in the file was checked.",
     example='{"name": "my-dataset"}',
     fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}',
+)
+
+FILE_TOO_LARGE = engine_rule(
+    "LYC005",
+    "file-too-large",
+    WARNING,
+    summary=(
+        "Reports a file larger than 256 KiB, or holding more than 20,000 JSON values, which lyco does not check. "
+        "Named on the command line (or by pre-commit) it is always reported; found by walking a folder, only when "
+        "its name is a config's (config.json, *lycoris*.json, *multidatabackend*.json)."
+    ),
+    why=(
+        "SimpleTuner and LyCORIS configs are a few KB. Reading a file of tens of MB whole would cost seconds and "
+        "hundreds of MB of memory, so lyco reads at most 256 KiB of any file; a file beyond that is data, not a "
+        "config, and nothing in it was checked."
+    ),
+    example='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "apply_preset": {"target_name": ["<30,000 patterns>"]}}',
+    fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "apply_preset": {"target_name": [".*attn.*"]}}',
+)
+
+UNREADABLE_FILE = engine_rule(
+    "LYC006",
+    "unreadable-file",
+    ERROR,
+    summary=(
+        "Reports a file lyco cannot read: permission denied, a symbolic link loop or a link to nothing, or a path "
+        "that is not a regular file (a named pipe, a device such as /dev/null, a socket). The other files are still "
+        "linted, and `lyco lint` exits with status 2 at the end."
+    ),
+    why="Nothing in the file was checked; SimpleTuner would fail on it too, or hang reading a pipe.",
+    example="lyco lint config.json   # chmod 000 config.json",
+    fixed="lyco lint config.json   # chmod 644 config.json",
 )
 
 
@@ -112,8 +145,18 @@ def _training_option(key: str) -> str:
 
 
 def schema_problems(document: Document) -> list:
-    """The LyCORIS config schema's problems with this file, computed once and shared by the rules."""
-    return document.derive("schema_problems", lambda doc: check_document(doc.value, LYCORIS_CONFIG_ID))
+    """The LyCORIS config schema's problems with this file, computed once and shared by the rules. A NaN or
+    infinite value is LYC017's alone: its type and range problems are left out."""
+    return document.derive("schema_problems", _schema_problems)
+
+
+def _schema_problems(document: Document) -> list:
+    return [problem for problem in check_document(document.value, LYCORIS_CONFIG_ID) if not _non_finite(document, problem.pointer)]
+
+
+def _non_finite(document: Document, pointer: str) -> bool:
+    node = document.node_at(pointer)
+    return node is not None and node.kind == "number" and isinstance(node.value, float) and not math.isfinite(node.value)
 
 
 def schema_hits(document: Document, code: str) -> Iterator[Hit]:
@@ -262,3 +305,48 @@ def deprecated_alias(document: Document) -> Iterator[Hit]:
         if member.key == "disable_conv_cp":
             message += " (careful: any value of disable_conv_cp, false included, turns Tucker ON)"
         yield Hit(join_pointer("", member.key), message, at="key")
+
+
+# -- LYC017 -------------------------------------------------------------------------------------------
+
+
+@rule(
+    "LYC017",
+    "non-finite-number",
+    ERROR,
+    applies_to=(LYCORIS, TRAINING),
+    summary=(
+        "Reports `NaN`, `Infinity`, `-Infinity`, a number that overflows to infinity (`1e999`) and an integer of "
+        "more than 4,300 digits, anywhere in a LyCORIS or training config."
+    ),
+    why=(
+        "JSON has no NaN or infinity, but Python's json module, which LyCORIS and SimpleTuner read configs with, "
+        "accepts them: `multiplier: NaN` or `learning_rate: NaN` start a run whose every update is NaN (lyco train "
+        "refuses them only after lint passed). An integer of more than 4,300 digits makes json.load raise "
+        "ValueError, so the file cannot be read at all."
+    ),
+    example='{"algo": "lora", "multiplier": NaN, "linear_dim": 16, "linear_alpha": 8}',
+    fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}',
+)
+def non_finite_number(document: Document) -> Iterator[Hit]:
+    for pointer, node, _member in walk(document.root):
+        if node.kind != "number" or isinstance(node.value, int) or math.isfinite(node.value):
+            continue
+        name = unescape_pointer(pointer.rsplit("/", 1)[-1]) if pointer else "the value"
+        literal = node.literal
+        if literal is not None and "." not in literal and "e" not in literal.lower():
+            digits = len(literal.lstrip("-"))
+            yield Hit(
+                pointer,
+                f"'{name}' is an integer of {digits:,} digits ({literal[:12]}...): Python's json module refuses "
+                "integers of more than 4,300 digits (ValueError), so LyCORIS and SimpleTuner cannot read this "
+                "file; write a number of normal size.",
+            )
+            continue
+        shown = literal or ("NaN" if node.value != node.value else "Infinity" if node.value > 0 else "-Infinity")
+        what = f"{shown} overflows to infinity" if literal else f"{shown} is not a finite number"
+        yield Hit(
+            pointer,
+            f"'{name}': {what}. JSON has no NaN or infinity, but Python's json module (how LyCORIS and SimpleTuner "
+            "read configs) accepts it, and every value computed from it becomes NaN or infinite; write a finite number.",
+        )

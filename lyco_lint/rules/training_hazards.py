@@ -228,6 +228,8 @@ def invalid_strength(document: Document) -> Iterator[Hit]:
     setting = effective(document, "validation_lycoris_strength")
     if setting is None or setting.output.placeholder:
         return
+    if isinstance(setting.value, float) and not math.isfinite(setting.value):
+        return  # a JSON NaN or infinity: LYC017 reports it
     argument = setting.output.values[-1]
     if argument is st.FLAG:
         yield Hit(setting.pointer, "validation_lycoris_strength needs a number (such as 1.0), not true.")

@@ -23,6 +23,13 @@ from ..knowledge.training_view import (
 )
 
 
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return path.resolve() == other.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
 def _places_text(places: list[Path]) -> str:
     return ", ".join(str(place) for place in places)
 
@@ -33,7 +40,8 @@ def _places_text(places: list[Path]) -> str:
     ERROR,
     applies_to=TRAINING,
     summary=(
-        "Reports a training config with `lora_type: lycoris` whose LyCORIS config file cannot be found. "
+        "Reports a training config with `lora_type: lycoris` whose LyCORIS config file cannot be found, or is "
+        "the training config itself. "
         "lyco looks relative to the training config's folder, then to the current directory, and says "
         "where it looked. Without `lycoris_config` SimpleTuner's default `config/lycoris_config.json` is "
         "used. A `config/examples/...` path is resolved inside SimpleTuner's installed package, which "
@@ -50,10 +58,17 @@ def lycoris_config_not_found(document: Document) -> Iterator[Hit]:
     if not uses_lycoris(document):
         return
     found, places, reference = resolve_lycoris_config(document)
-    if found is not None or "{env:" in reference:
-        return
     configured = effective(document, "lycoris_config")
     setting = configured or effective(document, "lora_type")
+    if found is not None and _same_file(found, document.path):
+        yield Hit(
+            setting.pointer,
+            f"lycoris_config '{reference}' is this training config itself, not a LyCORIS config; point it at the "
+            "LyCORIS config (the JSON with algo, multiplier, linear_dim, linear_alpha and apply_preset).",
+        )
+        return
+    if found is not None or "{env:" in reference:
+        return
     where = f"looked in {_places_text(places)}"
     if reference.startswith(BUNDLED_EXAMPLES_PREFIX):
         yield Hit(
@@ -161,7 +176,8 @@ def peft_option_ignored(document: Document) -> Iterator[Hit]:
     applies_to=TRAINING,
     summary=(
         "Reports a `data_backend_config` file that cannot be found relative to the training config's folder "
-        "or to the current directory (the same places lyco tries for the LyCORIS config)."
+        "or to the current directory (the same places lyco tries for the LyCORIS config), and (as an error) one "
+        "that names the training config itself. A dataset config that is found is linted too (LYC5xx)."
     ),
     why=(
         "SimpleTuner fails to load its datasets only after the models are loaded. It is a warning because the "
@@ -175,6 +191,14 @@ def data_backend_config_not_found(document: Document) -> Iterator[Hit]:
     if setting is None or setting.text is None or setting.output.placeholder:
         return
     found, places = find_named_file(document.path, setting.text)
+    if found is not None and _same_file(found, document.path):
+        yield Hit(
+            setting.pointer,
+            f"data_backend_config '{setting.text}' is this training config itself, not a dataset config; point it at "
+            "the multidatabackend.json (a JSON array of datasets: [{\"id\": ..., \"type\": \"local\", ...}]).",
+            severity=ERROR,
+        )
+        return
     if found is not None:
         return
     bundled = setting.text.startswith(BUNDLED_EXAMPLES_PREFIX)

@@ -1,0 +1,233 @@
+"""The defects a new user hit (issue 10): valid JSON that crashed lint, non-finite numbers, large and
+unreadable files, output that echoed control characters, wrong messages, silent passes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from conftest import VALID_LYCORIS, codes
+from lyco_lint.cli import main
+from lyco_lint.documents import MAX_FILE_BYTES
+from lyco_lint.engine import Options, lint_paths
+from lyco_lint.reporters import report
+
+TRAINING = {
+    "model_type": "lora", "model_family": "flux2", "output_dir": "out", "optimizer": "adamw_bf16",
+    "data_backend_config": "multidatabackend.json",
+}
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+# -- LYC017: NaN, infinity, overflow, huge integers ------------------------------------------------------
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"])
+def test_non_finite_multiplier_is_an_error_at_its_position(write, capsys, literal):
+    path = write('{"algo": "lora",\n "multiplier": ' + literal + ',\n "linear_dim": 16, "linear_alpha": 8}', "cfg.lycoris.json")
+    status, out, _ = run(capsys, "lint", "--format", "json", str(path))
+    findings = json.loads(out)
+    assert status == 1 and codes(findings) == ["LYC017"]
+    assert (findings[0]["line"], findings[0]["column"], findings[0]["pointer"]) == (2, 16, "/multiplier")
+
+
+def test_non_finite_learning_rate_in_a_training_config(write):
+    from lyco_lint.engine import lint_paths
+
+    path = write(json.dumps(TRAINING, indent=1)[:-2] + ',\n "learning_rate": NaN,\n "validation_lycoris_strength": Infinity\n}', "config.json")
+    findings = [f for f in lint_paths([str(path)]).findings if f.file.endswith("config.json")]
+    assert [(f.code, f.pointer) for f in findings if f.code in ("LYC017", "LYC308")] == [
+        ("LYC017", "/learning_rate"), ("LYC017", "/validation_lycoris_strength")
+    ]
+
+
+def test_huge_integer_lints_like_any_value(lint):
+    text = '{"algo": "lora", "multiplier": 1.0, "linear_dim": ' + "3" * 4400 + ', "linear_alpha": 8, "factr": 1}'
+    found = lint(text)
+    assert sorted(codes(found)) == ["LYC011", "LYC017"]
+    assert "4,400 digits" in next(f["message"] for f in found if f["code"] == "LYC017")
+    # at the limit Python's json still reads it: a number like any other (here out of range for nothing)
+    assert codes(lint('{"algo": "lora", "multiplier": 1.0, "linear_dim": ' + "1" * 4300 + ', "linear_alpha": 8}')) == []
+
+
+def test_lone_surrogates_are_reported_not_crashed_on(lint):
+    found = lint('{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "note\\udc00": "\\ud800"}')
+    assert codes(found) == ["LYC011"] and "\udc00" in found[0]["message"]
+
+
+# -- large files ---------------------------------------------------------------------------------------
+
+
+def test_a_file_over_the_limit_is_one_finding_read_only_in_part(tmp_path, capsys):
+    big = tmp_path / "big.lycoris.json"
+    with open(big, "wb") as handle:  # 1 GB, sparse: reading it whole would take seconds and memory
+        handle.write(b'{"algo": "lora", "x": "')
+        handle.truncate(2**30)
+    start = time.perf_counter()
+    tracemalloc.start()
+    status, out, _ = run(capsys, "lint", "--format", "json", str(big))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    findings = json.loads(out)
+    assert status == 0 and codes(findings) == ["LYC005"] and "1.0 GiB" in findings[0]["message"]
+    assert time.perf_counter() - start < 1.0 and peak < 20 * 2**20
+
+
+def test_too_many_values_is_one_finding_in_under_a_second(tmp_path, capsys):
+    dense = tmp_path / "dense.lycoris.json"
+    dense.write_text('{"algo": "lora", "x": [' + ",".join(["0"] * 100_000) + "]}")
+    assert dense.stat().st_size < MAX_FILE_BYTES
+    start = time.perf_counter()
+    status, out, _ = run(capsys, "lint", "--format", "json", str(dense))
+    assert time.perf_counter() - start < 1.0
+    assert status == 0 and codes(json.loads(out)) == ["LYC005"]
+
+
+def test_folder_walks_skip_large_and_unrelated_json_without_parsing(tmp_path, capsys):
+    (tmp_path / "data.json").write_text(json.dumps({"rows": [[i, str(i)] for i in range(40_000)]}))  # > 256 KiB
+    (tmp_path / "other.json").write_text(json.dumps({"rows": [{"name": i} for i in range(5000)]}))  # no config key
+    (tmp_path / "config.json").write_text(json.dumps({"x": "y" * (MAX_FILE_BYTES + 10)}))  # a config's name
+    (tmp_path / "cfg.lycoris.json").write_text(json.dumps(VALID_LYCORIS))
+    start = time.perf_counter()
+    status, out, _ = run(capsys, "lint", "--format", "json", str(tmp_path))
+    assert time.perf_counter() - start < 1.0
+    assert [(f["code"], Path(f["file"]).name) for f in json.loads(out)] == [("LYC005", "config.json")]
+    from lyco_lint.documents import Document
+
+    skipped = Document.read(tmp_path / "other.json", "other.json", sniff=True)
+    assert skipped.skipped and skipped.root is None  # never parsed
+
+
+# -- text output --------------------------------------------------------------------------------------
+
+
+def test_text_output_escapes_control_characters_and_truncates(write):
+    path = write(
+        json.dumps(dict(VALID_LYCORIS, **{"evil\n/x.json:1:1: LYC000 [error] forged": 1, "\x1b[2Jclear": 2, "x" * 200_000: 3})),
+        "cfg.lycoris.json",
+    )
+    result = lint_paths([str(path)])
+    for color in (False, True):
+        stream = io.StringIO()
+        report(result, "text", stream, color=color)
+        out = stream.getvalue()
+        assert "\x1b[2J" not in out and "\\x1b[2Jclear" in out
+        assert "\nLYC000" not in out and "/x.json:1:1: LYC000" not in out.replace("\\n/x.json", "")
+        assert not any(line.startswith("/x.json") for line in out.splitlines())
+        assert len(out) < 20_000
+    stream = io.StringIO()
+    report(result, "github", stream)
+    assert "\x1b" not in stream.getvalue() and len(stream.getvalue()) < 20_000
+
+
+# -- unreadable files and wrong messages ----------------------------------------------------------------
+
+
+def _unprivileged_command() -> list[str] | None:
+    """How to run lyco so that file permissions apply: as root, without the capabilities that bypass them."""
+    script = Path(sys.executable).with_name("lyco")
+    if not script.exists():
+        return None
+    if os.geteuid() != 0:
+        return [str(script)]
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", str(script)] if setpriv else None
+
+
+def test_an_unreadable_file_is_a_finding_and_the_others_are_linted(tmp_path):
+    command = _unprivileged_command()
+    if command is None:
+        pytest.skip("no way to make a file unreadable here")
+    secret = tmp_path / "secret.lycoris.json"
+    secret.write_text(json.dumps(VALID_LYCORIS))
+    secret.chmod(0)
+    broken = tmp_path / "broken.lycoris.json"
+    broken.write_text(json.dumps(dict(VALID_LYCORIS, factr=8)))
+    done = subprocess.run([*command, "lint", "--format", "json", str(secret), str(broken)], capture_output=True, text=True)
+    findings = json.loads(done.stdout)
+    assert done.returncode == 2, done.stderr
+    assert sorted((f["code"], Path(f["file"]).name) for f in findings) == [
+        ("LYC006", "secret.lycoris.json"), ("LYC011", "broken.lycoris.json")
+    ]
+    assert "permission denied" in findings[[f["code"] for f in findings].index("LYC006")]["message"]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda path: os.mkfifo(path), "named pipe"),
+    (lambda path: path.symlink_to(path), "symbolic link loop"),
+    (lambda path: path.symlink_to(path.with_name("gone.json")), "symbolic link to"),
+])
+def test_pipes_and_broken_links_say_what_they_are(tmp_path, capsys, make, words):
+    odd = tmp_path / "odd.json"
+    make(odd)
+    good = tmp_path / "good.lycoris.json"
+    good.write_text(json.dumps(VALID_LYCORIS))
+    status, out, err = run(capsys, "lint", "--format", "json", str(odd), str(good))
+    findings = json.loads(out)
+    assert status == 2 and codes(findings) == ["LYC006"] and words in findings[0]["message"], (out, err)
+    assert "no such file" not in out + err
+
+
+def test_dev_null_is_a_device_not_a_missing_file(capsys):
+    status, out, err = run(capsys, "lint", "--format", "json", "/dev/null")
+    assert status == 2 and "character device" in json.loads(out)[0]["message"] and "no such file" not in err
+
+
+def test_lycoris_config_naming_the_training_config_itself(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(TRAINING, lora_type="lycoris", lycoris_config="config.json")))
+    status, out, _ = run(capsys, "lint", "--format", "json", str(config))
+    findings = [f for f in json.loads(out) if f["code"] != "LYC316"]
+    assert status == 1 and codes(findings) == ["LYC301"] and "this training config itself" in findings[0]["message"]
+
+
+def test_data_backend_config_naming_the_training_config_itself(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(TRAINING, data_backend_config="config.json")))
+    status, out, _ = run(capsys, "lint", "--format", "json", str(config))
+    findings = json.loads(out)
+    assert status == 1 and codes(findings) == ["LYC316"] and "this training config itself" in findings[0]["message"]
+
+
+# -- silent passes ---------------------------------------------------------------------------------------
+
+
+def test_a_bare_lycoris_config_without_family_says_its_targets_were_not_checked(lint, capsys, write):
+    config = dict(VALID_LYCORIS, apply_preset={"target_module": ["Attention"]})
+    found = lint(config)
+    assert codes(found) == ["LYC209"] and "--family" in found[0]["message"] and "training config" in found[0]["message"]
+    assert found[0]["severity"] == "info"
+    assert "LYC205" in codes(lint(config, family="flux2")) and "LYC209" not in codes(lint(config, family="flux2"))
+    status, out, _ = run(capsys, "lint", str(write(config)))
+    assert status == 0 and "All checks passed" not in out
+
+
+def test_model_folder_with_only_the_component_folder(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("lycoris")
+    from test_console_script import TINY_FLUX2
+
+    (tmp_path / "model" / "transformer").mkdir(parents=True)
+    (tmp_path / "model" / "transformer" / "config.json").write_text(json.dumps(TINY_FLUX2))
+    from lyco_lint.meta_model.resolve import resolve_model
+
+    source = resolve_model(str(tmp_path / "model"))
+    assert source.class_name == "Flux2Transformer2DModel" and source.subfolder == "transformer"
+    config = tmp_path / "cfg.lycoris.json"
+    config.write_text(json.dumps(dict(VALID_LYCORIS, apply_preset={"target_module": ["Flux2Attention"]})))
+    findings = lint_paths([str(config)], Options(model=str(tmp_path / "model"))).findings
+    assert "LYC210" not in [f.code for f in findings]
