@@ -9,9 +9,10 @@ the reporters, ``lyco explain`` and the SARIF rules table all read this catalog.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from .documents import Document
@@ -32,7 +33,45 @@ ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 # Which documents a rule runs on.
 LYCORIS = "lycoris"
 TRAINING = "training"
+DATASET = "dataset"
 ENGINE = "engine"  # emitted by the loader itself (parse errors, unrecognised files)
+WEIGHTS = "weights"  # adapter weights files (.safetensors); hits point at a tensor key, not a line
+
+
+# How sure a fix is (ruff's applicability): a safe fix leaves the file meaning exactly what it meant to LyCORIS
+# and SimpleTuner (a deprecated alias renamed, an ignored value written as the one used); an unsafe fix changes
+# behaviour to what the author evidently meant (a typo corrected, "false" written as false).
+SAFE = "safe"
+UNSAFE = "unsafe"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change of a fix, by JSON pointer: replace the member's ``key``, its ``value``, or delete the whole
+    ``member`` (with its comma). ``replacement`` is JSON text; the engine turns the pointer into a span."""
+
+    pointer: str
+    at: str  # "key", "value" or "member"
+    replacement: str = ""
+
+
+@dataclass(frozen=True)
+class Fix:
+    description: str  # what the fix does, imperative: "Rename 'use_cp' to 'use_tucker'"
+    edits: tuple[Edit, ...]
+    safety: str = SAFE
+
+
+def rename_key(pointer: str, new_key: str) -> Edit:
+    return Edit(pointer, "key", json.dumps(new_key, ensure_ascii=False))
+
+
+def replace_value(pointer: str, value: Any) -> Edit:
+    return Edit(pointer, "value", json.dumps(value, ensure_ascii=False))
+
+
+def delete_member(pointer: str) -> Edit:
+    return Edit(pointer, "member")
 
 
 @dataclass(frozen=True)
@@ -42,7 +81,8 @@ class Hit:
     ``at`` is ``"key"`` to underline the member's key (unknown or misplaced keys) or ``"value"``
     for its value. ``document`` lets a rule on one file point into the paired file (a training
     config's setting that makes the LyCORIS config dangerous). ``severity`` overrides the rule's
-    default for rules whose severity depends on the value (LYC308).
+    default for rules whose severity depends on the value (LYC308). ``fix`` is the change that
+    resolves the finding, when the rule knows one (``lyco lint --fix``); it edits ``document``.
     """
 
     pointer: str
@@ -50,6 +90,7 @@ class Hit:
     at: str = "value"
     severity: Optional[Severity] = None
     document: Optional["Document"] = None
+    fix: Optional[Fix] = None
 
 
 Check = Callable[["Document"], Iterable[Hit]]
@@ -66,6 +107,11 @@ class Rule:
     example: str
     fixed: str
     check: Optional[Check] = None
+    fix_doc: Optional[str] = None  # how the rule fixes (lyco explain, "Fix safety"); None: it offers no fix
+
+    @property
+    def fix_text(self) -> str:
+        return self.fix_doc or "This rule offers no automatic fix: the right change depends on what you meant."
 
     @property
     def doc_markdown(self) -> str:
@@ -75,7 +121,8 @@ class Rule:
             f"## What it does\n{self.summary}\n\n"
             f"## Why is this bad?\n{self.why}\n\n"
             f"## Example\n```{_fence(self.example)}\n{self.example.strip()}\n```\n\n"
-            f"## Use instead\n```{_fence(self.fixed)}\n{self.fixed.strip()}\n```\n"
+            f"## Use instead\n```{_fence(self.fixed)}\n{self.fixed.strip()}\n```\n\n"
+            f"## Fix safety\n{self.fix_text}\n"
         )
 
 
@@ -92,7 +139,9 @@ def _fence(example: str) -> str:
 _APPLIES = {
     LYCORIS: "LyCORIS config files",
     TRAINING: "SimpleTuner training config files",
+    DATASET: "SimpleTuner dataset config files (multidatabackend.json)",
     ENGINE: "every file",
+    WEIGHTS: "adapter weights files (.safetensors)",
 }
 
 RULES: dict[str, Rule] = {}
@@ -109,12 +158,14 @@ def rule(
     why: str,
     example: str,
     fixed: str,
+    fix: Optional[str] = None,
 ) -> Callable[[Check], Check]:
-    """Register ``check`` in the catalog under ``code`` and ``name`` (both must be new)."""
+    """Register ``check`` in the catalog under ``code`` and ``name`` (both must be new). ``fix`` documents the
+    fixes the check offers (which findings, what they change, safe or unsafe), for ``lyco explain``."""
 
     def register(check: Check) -> Check:
         kinds = (applies_to,) if isinstance(applies_to, str) else tuple(applies_to)
-        _add(Rule(code, name, severity, kinds, summary, why, example, fixed, check))
+        _add(Rule(code, name, severity, kinds, summary, why, example, fixed, check, fix))
         return check
 
     return register

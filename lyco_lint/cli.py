@@ -143,6 +143,53 @@ def plan_command(
     _end(0)
 
 
+@app.command("inspect")
+def inspect_command(
+    file: str = typer.Argument(..., help="An adapter weights file (.safetensors).", show_default=False),
+    model: Optional[str] = typer.Option(None, "--model", help="Check the file against the real model, built on the meta device (no weights read): a diffusers folder, a hub id (config only) or 'auto' (the base_model in the file's metadata)."),
+    family: Optional[str] = typer.Option(None, "--family", help="The model family (flux2, flux, sdxl) when the file's metadata and keys do not tell."),
+    output_format: Optional[str] = typer.Option(None, "--format", "-f", help="text (a summary and the findings), json (every fact and the findings), sarif or github (the findings)."),
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
+) -> None:
+    """Show what an adapter file holds, whether it is healthy, whether it fits the model, and where it loads."""
+    import json
+
+    from pathlib import Path
+
+    from .engine import WEIGHTS_SUFFIXES, Options, exit_status, lint_paths
+    from .reporters import FORMATS, report
+
+    if output_format is None:
+        output_format = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+    output_format = output_format.lower()
+    if output_format not in FORMATS:
+        raise _fail(f"unknown format '{output_format}'; choose one of {', '.join(FORMATS)}")
+    path = Path(file)
+    if not path.exists():
+        raise _fail(f"{file}: no such file")
+    if path.is_dir() or path.suffix.lower() not in WEIGHTS_SUFFIXES:
+        raise _fail(f"{file}: lyco inspect reads adapter weights files ({', '.join(WEIGHTS_SUFFIXES)}); `lyco lint` checks configs")
+    result = lint_paths([file], Options(family=family, model=model))
+    status = exit_status(result.findings, strict)
+    inspection = result.documents[0] if result.documents else None
+    if output_format == "json" and hasattr(inspection, "adapter"):
+        from .inspect import inspect_as_dict
+
+        sys.stdout.write(json.dumps(inspect_as_dict(inspection, result.findings), indent=2, ensure_ascii=False) + "\n")
+    elif output_format == "text" and hasattr(inspection, "adapter"):
+        from rich.console import Console
+
+        from .inspect import render_inspection
+
+        render_inspection(inspection, Console(highlight=False, soft_wrap=True))
+        report(result, output_format, sys.stdout)
+    else:
+        report(result, output_format, sys.stdout)
+    if model:
+        _end(status)
+    raise typer.Exit(status)
+
+
 def _end(status: int) -> "typer.Exit":
     """End a command that built a model (torch and diffusers imported) with ``status``.
 
@@ -216,6 +263,7 @@ _KIND_TITLES = {
     "field": "LyCORIS config fields",
     "algo": "Algorithms",
     "training-option": "Training config options",
+    "dataset-key": "Dataset config keys (multidatabackend.json)",
 }
 
 

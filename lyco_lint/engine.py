@@ -1,14 +1,14 @@
 """The lint run: find the files, read them, pair training configs with their LyCORIS configs,
-run the catalog's rules and collect findings with positions."""
+run the catalog's rules and collect findings with positions (adapter weights files: with the tensor key)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from .catalog import Hit, Rule, Severity
+from .catalog import WEIGHTS, Hit, Rule, Severity
 from .documents import DATASET, LYCORIS, TRAINING, UNKNOWN, Document, LintContext, config_like_name
 from .knowledge.training_view import (
     model_family,
@@ -21,21 +21,28 @@ from .rules import rules_for
 from .rules.model import LYCORIS_BUILD_FAILED, MODEL_UNAVAILABLE
 from .rules.structure import FILE_TOO_LARGE, INVALID_JSON, UNREADABLE_FILE, UNRECOGNIZED_FILE, WRONG_ROOT_TYPE
 
+WEIGHTS_SUFFIXES = (".safetensors", ".sft")
+
 
 @dataclass(frozen=True)
 class Finding:
+    """A finding in a config has a line and column; one in a weights file has ``tensor`` (the key it is about,
+    "" for the whole file) and no line or column (None)."""
+
     file: str
-    line: int
-    column: int
-    end_line: int
-    end_column: int
+    line: Optional[int]
+    column: Optional[int]
+    end_line: Optional[int]
+    end_column: Optional[int]
     code: str
     name: str
     severity: Severity
     message: str
     pointer: str
+    tensor: Optional[str] = None
 
     def as_dict(self) -> dict:
+        located = {} if self.tensor is None else {"tensor": self.tensor}
         return {
             "file": self.file,
             "line": self.line,
@@ -47,6 +54,7 @@ class Finding:
             "severity": self.severity.value,
             "message": self.message,
             "pointer": self.pointer,
+            **located,
         }
 
 
@@ -94,15 +102,15 @@ def display_path(path: Path) -> str:
 def expand_paths(paths: Iterable[str]) -> list[tuple[Path, bool]]:
     """Files to lint, each with whether it was named explicitly.
 
-    Folders contribute the ``*.json`` files below them (hidden folders skipped); those that do
-    not look like configs are skipped silently later, while an explicitly named file always gets
+    Folders contribute the ``*.json`` and ``*.safetensors`` files below them (hidden folders skipped); those
+    that are not configs or adapters are skipped silently later, while an explicitly named file always gets
     a verdict.
     """
     found: list[tuple[Path, bool]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for child in sorted(path.rglob("*.json")):
+            for child in sorted([*path.rglob("*.json"), *path.rglob("*.safetensors")]):
                 relative_parts = child.relative_to(path).parts
                 if any(part.startswith(".") or part in ("node_modules", "__pycache__") for part in relative_parts):
                     continue
@@ -120,9 +128,13 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
     options = options or Options()
     documents: dict[Path, Document] = {}
     explicit: dict[Path, bool] = {}
+    weights: dict[Path, tuple[Path, bool]] = {}
     for path, named in expand_paths(paths):
         key = resolved(path)
-        if key in documents:
+        if key in documents or key in weights:
+            continue
+        if path.suffix.lower() in WEIGHTS_SUFFIXES:
+            weights[key] = (path, named)
             continue
         documents[key] = Document.read(path, display_path(path), sniff=not named)
         explicit[key] = named
@@ -154,8 +166,88 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
         result.documents.append(document)
         result.sources[document.display_path] = document.text
         result.findings.extend(lint_document(document, options))
-    result.findings.sort(key=lambda f: (f.file, f.line, f.column, f.code))
+    for path, named in weights.values():
+        inspection, findings = lint_weights(path, named, options, built_models)
+        if inspection is not None:
+            result.documents.append(inspection)
+            result.findings.extend(findings)
+    result.findings.sort(key=lambda f: (f.file, f.line or 0, f.column or 0, f.tensor or "", f.code))
     return result
+
+
+def lint_weights(path: Path, named: bool, options: Options, built_models: dict):
+    """An adapter file through the weights rules: (its Inspection, findings), or (None, []) for a file found by
+    walking a folder that holds no adapter (a model checkpoint)."""
+    from .weights.inspection import Inspection
+
+    shown = display_path(path)
+    try:
+        inspection = Inspection.open(path, shown, family=options.family)
+    except OSError as error:  # a folder, a device, no permission: as for configs (LYC006, exit 2)
+        finding = _finding(UNREADABLE_FILE, shown, (None,) * 4, f"cannot read {shown}: {error.strerror or error}", "", None)
+        return _Unread(path, shown), [replace(finding, tensor="")] if options.wants(UNREADABLE_FILE.code) else []
+    try:
+        if inspection.read_error is None and not inspection.is_adapter:
+            if not named:
+                return None, []
+            hits = [(UNRECOGNIZED_FILE, Hit("", "a safetensors file without LyCORIS or LoRA adapter keys (a model checkpoint?): "
+                                                "lyco inspects adapters", at="tensor"))]
+        else:
+            if options.model and inspection.read_error is None:
+                attach_weights_model(inspection, options.model, built_models)
+            hits = list(inspection.engine_hits)
+            for entry in rules_for(WEIGHTS):
+                if options.wants(entry.code):
+                    hits.extend((entry, hit) for hit in entry.check(inspection))
+        findings = [
+            replace(_finding(entry, shown, (None,) * 4, hit.message, "", hit.severity), tensor=hit.pointer)
+            for entry, hit in hits
+            if options.wants(entry.code)
+        ]
+    finally:
+        inspection.close()
+    return inspection, findings
+
+
+@dataclass
+class _Unread:
+    """A weights file the operating system would not let us read (counted as a checked file)."""
+
+    path: Path
+    display_path: str
+    kind: str = "weights"
+
+
+def attach_weights_model(inspection, spec: str, built_models: dict) -> None:
+    """Check the adapter against the real model (built once per model on the meta device): the fit goes to
+    ``inspection.fit`` for LYC604; a model that cannot be read becomes LYC210, never a crash."""
+    from .meta_model.build import build_meta_model
+    from .meta_model.resolve import ModelError, resolve_model
+
+    if spec == "auto":
+        base = inspection.metadata.get("base_model", "").strip()
+        if not base:
+            message = ("--model auto reads the base model from the file's metadata (lyco's base_model), and this file has "
+                       "none: pass the model to --model (a diffusers folder or a Hub id)")
+            inspection.engine_hits.append((MODEL_UNAVAILABLE, Hit("", message, at="tensor")))
+            return
+        spec = base
+    try:
+        from .weights.fit import check_fit
+
+        source = resolve_model(spec, inspection.family.name, None)
+        identity = str(source.config_path or source.origin)
+        if identity not in built_models:
+            built_models[identity] = build_meta_model(source)
+        inspection.fit = check_fit(inspection, built_models[identity], source)
+    except ModelError as error:
+        inspection.engine_hits.append((MODEL_UNAVAILABLE, Hit("", str(error), at="tensor")))
+    except ImportError as error:  # a lint-only install: torch, diffusers and lycoris are the train extra
+        message = (
+            f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "
+            "pip install 'lyco[train]'"
+        )
+        inspection.engine_hits.append((MODEL_UNAVAILABLE, Hit("", message, at="tensor")))
 
 
 def _looks_like_a_config(document: Document) -> bool:

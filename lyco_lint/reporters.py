@@ -65,9 +65,16 @@ def _summary(result: LintResult) -> str:
     return f"Found {total} problem{'s' if total != 1 else ''} ({', '.join(parts)}) in {checked}."
 
 
+def _where(finding: Finding) -> str:
+    """``line:column`` in a config; in a weights file the tensor key, pytest-style (``file::key``), or nothing."""
+    if finding.line is None:
+        return f"::{printable(finding.tensor)}" if finding.tensor else ""
+    return f":{finding.line}:{finding.column}"
+
+
 def _headline(finding: Finding) -> str:
     return (
-        f"{printable(finding.file)}:{finding.line}:{finding.column}: {finding.code} [{finding.severity.value}] "
+        f"{printable(finding.file)}{_where(finding)}: {finding.code} [{finding.severity.value}] "
         f"{printable(finding.message)} ({finding.name})"
     )
 
@@ -97,8 +104,10 @@ def _rich_text(result: LintResult, stream: TextIO, quiet: bool, color: bool | No
             current_file = finding.file
             console.print(Text(printable(finding.file), style="bold underline"))
         line = Text("  ")
-        line.append(f"{finding.line}:{finding.column}", style="dim")
-        line.append(" ")
+        where = f"{finding.line}:{finding.column}" if finding.line is not None else printable(finding.tensor or "")
+        if where:
+            line.append(where, style="dim")
+            line.append(" ")
         line.append(finding.code, style=_STYLES[finding.severity.value])
         line.append(f" [{finding.severity.value}] ", style=_STYLES[finding.severity.value])
         line.append(printable(finding.message))
@@ -117,7 +126,7 @@ FRAME_WIDTH = 120  # characters of the source line shown around the finding
 
 def _code_frame(text: str, finding: Finding) -> str:
     lines = text.splitlines()
-    if not 1 <= finding.line <= len(lines):
+    if finding.line is None or not 1 <= finding.line <= len(lines):
         return ""
     # one character for one character, so that the carets stay under the finding
     source = _UNSAFE.sub("\ufffd", lines[finding.line - 1].expandtabs(1))
@@ -182,26 +191,28 @@ def sarif_log(result: LintResult) -> dict:
                         "ruleIndex": index[finding.code],
                         "level": _SARIF_LEVEL[finding.severity.value],
                         "message": {"text": clip(finding.message)},
-                        "locations": [
-                            {
-                                "physicalLocation": {
-                                    "artifactLocation": {"uri": finding.file.replace("\\", "/")},
-                                    "region": {
-                                        "startLine": finding.line,
-                                        "startColumn": finding.column,
-                                        "endLine": finding.end_line,
-                                        "endColumn": finding.end_column,
-                                    },
-                                },
-                                "logicalLocations": [{"fullyQualifiedName": finding.pointer or "/"}],
-                            }
-                        ],
+                        "locations": [_sarif_location(finding)],
                     }
                     for finding in result.findings
                 ],
             }
         ],
     }
+
+
+def _sarif_location(finding: Finding) -> dict:
+    """A region for a config; for a weights file the artifact alone, and the tensor key as a logical location."""
+    physical: dict = {"artifactLocation": {"uri": finding.file.replace("\\", "/")}}
+    if finding.line is None:
+        logical = {"fullyQualifiedName": finding.tensor or "/", "kind": "member" if finding.tensor else "module"}
+        return {"physicalLocation": physical, "logicalLocations": [logical]}
+    physical["region"] = {
+        "startLine": finding.line,
+        "startColumn": finding.column,
+        "endLine": finding.end_line,
+        "endColumn": finding.end_column,
+    }
+    return {"physicalLocation": physical, "logicalLocations": [{"fullyQualifiedName": finding.pointer or "/"}]}
 
 
 def _sarif(result: LintResult, stream: TextIO, quiet: bool, color: bool | None) -> None:
@@ -222,12 +233,18 @@ def _escape_property(text: str) -> str:
 
 def _github(result: LintResult, stream: TextIO, quiet: bool, color: bool | None) -> None:
     for finding in result.findings:
-        properties = [f"file={_escape_property(finding.file)}", f"line={finding.line}"]
-        if finding.end_line == finding.line:
-            properties += [f"col={finding.column}", f"endColumn={finding.end_column}"]
-        properties += [f"endLine={finding.end_line}", f"title={_escape_property(f'{finding.code} ({finding.name})')}"]
+        properties = [f"file={_escape_property(finding.file)}"]
+        message = finding.message
+        if finding.line is None:  # a weights file: no line; the tensor key goes into the message
+            message = f"{finding.tensor}: {message}" if finding.tensor else message
+        else:
+            properties.append(f"line={finding.line}")
+            if finding.end_line == finding.line:
+                properties += [f"col={finding.column}", f"endColumn={finding.end_column}"]
+            properties.append(f"endLine={finding.end_line}")
+        properties.append(f"title={_escape_property(f'{finding.code} ({finding.name})')}")
         command = _GITHUB_COMMAND[finding.severity.value]
-        stream.write(f"::{command} {','.join(properties)}::{_escape_data(finding.message)}\n")
+        stream.write(f"::{command} {','.join(properties)}::{_escape_data(message)}\n")
     if not quiet:
         stream.write(_summary(result) + "\n")
 

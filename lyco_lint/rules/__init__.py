@@ -12,17 +12,19 @@ from typing import Optional
 
 from .. import catalog
 from ..catalog import Rule
-from . import algorithms, model, presets, structure, training_argparse, training_hazards, training_wiring
+from . import algorithms, datasets, model, presets, structure, training_argparse, training_hazards, training_wiring, weights
 
 # module -> (what it checks, the code ranges it owns as (first, last) inclusive)
 CODE_TABLE: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     structure.__name__: ("the file: JSON syntax, duplicate keys, the LyCORIS schema", (("LYC001", "LYC099"),)),
     algorithms.__name__: ("algorithm options and their lycoris-lora 4.1.3 traps", (("LYC101", "LYC199"),)),
-    presets.__name__: ("apply_preset: preset keys, target classes of the family, patterns", (("LYC201", "LYC206"), ("LYC209", "LYC209"))),
-    model.__name__: ("the real model (--model): adaptation, costs", (("LYC207", "LYC208"), ("LYC210", "LYC299"), ("LYC401", "LYC499"))),
+    presets.__name__: ("apply_preset: preset keys, target classes of the family, patterns", (("LYC201", "LYC206"), ("LYC209", "LYC209"), ("LYC212", "LYC212"))),
+    model.__name__: ("the real model (--model): adaptation, costs", (("LYC207", "LYC208"), ("LYC210", "LYC211"), ("LYC213", "LYC299"), ("LYC401", "LYC499"))),
     training_wiring.__name__: ("how a training config wires in its LyCORIS config and files", (("LYC301", "LYC303"), ("LYC316", "LYC316"))),
-    training_hazards.__name__: ("training and LyCORIS config combinations that train badly", (("LYC304", "LYC309"),)),
-    training_argparse.__name__: ("what SimpleTuner's loader and argparse make of config.json", (("LYC310", "LYC315"), ("LYC317", "LYC399"))),
+    training_hazards.__name__: ("training and LyCORIS config combinations that train badly", (("LYC304", "LYC309"), ("LYC320", "LYC320"))),
+    training_argparse.__name__: ("what SimpleTuner's loader and argparse make of config.json", (("LYC310", "LYC315"), ("LYC317", "LYC319"), ("LYC321", "LYC399"))),
+    datasets.__name__: ("the dataset config (multidatabackend.json) as SimpleTuner reads it", (("LYC501", "LYC599"),)),
+    weights.__name__: ("adapter weights files: readable, healthy, fitting the model, loading where they are used", (("LYC601", "LYC699"),)),
 }
 
 
