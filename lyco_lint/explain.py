@@ -1,7 +1,7 @@
-"""``lyco explain``: documentation of every rule, every LyCORIS config field, every algorithm and the
-training options lyco checks. Rule docs come from the catalog, field docs from the JSON Schemas, algorithm
-docs from ``knowledge.algorithms`` and training-option docs from ``knowledge.option_docs`` over SimpleTuner's
-option table. :data:`PROVIDERS` lists every source; adding a kind of topic means adding its function there.
+"""``lyco explain``: documentation of every rule, every LyCORIS config field, every algorithm, the
+training options lyco checks and every dataset config key. Rule docs come from the catalog, field docs from the
+JSON Schemas, algorithm docs from ``knowledge.algorithms``, training-option docs from ``knowledge.option_docs``
+over SimpleTuner's option table, dataset keys from ``knowledge.datasets``. :data:`PROVIDERS` lists every source; adding a kind of topic means adding its function there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from . import catalog
-from .knowledge import simpletuner
+from .knowledge import datasets, simpletuner
 from .knowledge.algorithms import ALGORITHMS, Algorithm
 from .knowledge.lycoris import algo_names, option_table
 from .knowledge.option_docs import OPTION_DOCS
@@ -41,6 +41,7 @@ def _rule_topic(entry: catalog.Rule) -> Topic:
         "why": entry.why,
         "example": entry.example,
         "fixed": entry.fixed,
+        "fix": entry.fix_doc,
     }
     return Topic(entry.code, "rule", f"{entry.name}: {first_sentence(entry.summary)}", entry.doc_markdown, data)
 
@@ -226,7 +227,74 @@ def training_option_topics() -> Iterator[Topic]:
             yield _option_topic(name, description, rules)
 
 
-PROVIDERS: tuple[Callable[[], Iterator[Topic]], ...] = (rule_topics, field_topics, algorithm_topics, training_option_topics)
+# -- dataset config keys ---------------------------------------------------------------------------------
+
+_READINGS = {
+    "truthiness": "Python truthiness: the string \"false\" is true, 0, \"\" and null are false; write true or false",
+    "as_bool": "true/1/yes/on and false/0/no/off/\"\" are understood (strings included)",
+    "mixed_bool": "counted with `is True` but chosen by truthiness: write JSON true or false only",
+    "int_if_truthy": "int(value) if value else 0: 2.7 becomes 2, \"3\" is 3",
+    "float_or_default": "null or \"\" give the default, anything else float()",
+    "positive_int": "a whole number >= 1, or its decimal string (\"4\"; not \"04\", 4.0 or true)",
+    "lenient_int": "a value that is not a whole number silently falls back to the default",
+    "lenient_float": "a value that is not a number silently falls back to the default",
+}
+
+
+def _dataset_key_topic(name: str) -> Topic:
+    key = datasets.dataset_key(name)
+    applies = "; ".join(
+        ", ".join(kinds) + (f" (type {', '.join(backends)})" if backends else "") for kinds, backends in key.where
+    )
+    default = json.dumps(key.default) if key.default is not None else key.default_text
+    data = {
+        "key": name,
+        "type": key.type,
+        "default": key.default,
+        "default_text": key.default_text,
+        "default_from": key.default_from,
+        "choices": list(key.choices) if key.choices else None,
+        "dataset_types": list(key.dataset_types),
+        "reading": key.reading,
+        "required_when": key.required_when,
+        "status": key.status,
+        "alias_of": key.alias_of,
+        "subkeys": list(key.subkeys) if key.subkeys else None,
+        "source": key.source,
+        "read_by": datasets.simpletuner_version(),
+    }
+    lines = [f"# {name} (dataset config)", "", key.notes or "A key of a dataset entry in multidatabackend.json.", ""]
+    lines.append(f"Type: {key.type or 'any'}")
+    if default is not None:
+        lines.append(f"Default: {default}")
+    if key.default_from:
+        lines.append(f"When absent: {key.default_from} from the training config")
+    if key.choices:
+        lines.append("Choices: " + ", ".join(map(str, key.choices)))
+    lines.append(f"Applies to: {applies}")
+    if key.reading:
+        lines.append(f"How SimpleTuner reads it: {_READINGS.get(key.reading, key.reading)}")
+    if key.required_when:
+        lines.append(f"Required: {key.required_when}")
+    if key.alias_of:
+        lines.append(f"Alias of: {key.alias_of}")
+    if key.status:
+        lines.append(f"Status: {key.status}" + (f" (write {key.replaced_by})" if key.replaced_by else ""))
+    if key.subkeys:
+        lines.append("Keys inside: " + ", ".join(key.subkeys))
+    lines.append("Checked by: LYC502-LYC508")
+    lines.append(f"Read by: {data['read_by']}, {key.source}")
+    return Topic(name, "dataset-key", first_sentence(key.notes or f"dataset key ({key.type})"), "\n".join(lines) + "\n", data)
+
+
+def dataset_key_topics() -> Iterator[Topic]:
+    for name in datasets.key_names():
+        yield _dataset_key_topic(name)
+
+
+PROVIDERS: tuple[Callable[[], Iterator[Topic]], ...] = (
+    rule_topics, field_topics, algorithm_topics, training_option_topics, dataset_key_topics
+)
 
 
 def all_topics() -> list[Topic]:
@@ -247,6 +315,8 @@ def _aliases(topic: Topic) -> set[str]:
             names.add(name.removeprefix("apply_preset."))
     if topic.kind == "training-option":
         names.add("--" + topic.name)
+    if topic.kind == "dataset-key":
+        names |= {f"dataset.{topic.name}", f"multidatabackend.{topic.name}"}
     return {alias.lower() for alias in names}
 
 

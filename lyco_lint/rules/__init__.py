@@ -12,7 +12,7 @@ from typing import Optional
 
 from .. import catalog
 from ..catalog import Rule
-from . import algorithms, datasets, model, presets, structure, training_argparse, training_hazards, training_wiring, weights
+from . import algorithms, dataset_values, datasets, model, presets, structure, training_argparse, training_hazards, training_wiring, weights
 
 # module -> (what it checks, the code ranges it owns as (first, last) inclusive)
 CODE_TABLE: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
@@ -23,7 +23,8 @@ CODE_TABLE: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     training_wiring.__name__: ("how a training config wires in its LyCORIS config and files", (("LYC301", "LYC303"), ("LYC316", "LYC316"))),
     training_hazards.__name__: ("training and LyCORIS config combinations that train badly", (("LYC304", "LYC309"), ("LYC320", "LYC320"))),
     training_argparse.__name__: ("what SimpleTuner's loader and argparse make of config.json", (("LYC310", "LYC315"), ("LYC317", "LYC319"), ("LYC321", "LYC399"))),
-    datasets.__name__: ("the dataset config (multidatabackend.json) as SimpleTuner reads it", (("LYC501", "LYC599"),)),
+    datasets.__name__: ("the dataset config (multidatabackend.json): shape, keys, required keys, paths, ids", (("LYC501", "LYC503"), ("LYC505", "LYC599"))),
+    dataset_values.__name__: ("values in the dataset config SimpleTuner rejects or misreads", (("LYC504", "LYC504"),)),
     weights.__name__: ("adapter weights files: readable, healthy, fitting the model, loading where they are used", (("LYC601", "LYC699"),)),
 }
 
