@@ -16,7 +16,7 @@ TESTS = Path(__file__).resolve().parent
 
 # Rules whose example needs more than one file on its own: the family (LYC205/LYC209/LYC304),
 # a paired training config (LYC3xx on the LyCORIS side), files on disk, or the real model.
-NEEDS_CONTEXT = {"LYC205": "flux2", "LYC304": "sdxl"}
+NEEDS_CONTEXT = {"LYC205": "flux2", "LYC304": "sdxl", "LYC212": "flux2"}
 ONLY_WITH_MORE = {
     "LYC001", "LYC003", "LYC004",  # engine codes, tested in test_rules_structure.py
     "LYC005", "LYC006",  # a file too large or unreadable (test_lint_defects.py)

@@ -79,6 +79,19 @@ def covers_path(family: str, path: str) -> bool:
     return _family(family) is not None and _regexes(family)[1].fullmatch(path) is not None
 
 
+def loads_path(family: str, path: str) -> bool:
+    """Whether ComfyUI applies a LyCORIS module on the diffusers layer at ``path``: mapped, or a fused
+    ``attn.to_qkv`` that ComfyUI splits into mapped q, k and v (``to_added_qkv`` is not split)."""
+    if covers_path(family, path):
+        return True
+    fused = data().get("fused_qkv", {})
+    match = re.fullmatch(r"(.*attn\.to_)qkv", path)
+    return bool(
+        match and any(word in path for word in fused.get("block_words", ()))
+        and all(covers_path(family, match.group(1) + part) for part in fused.get("split_into", ()))
+    )
+
+
 @lru_cache(maxsize=None)
 def consumed_suffixes() -> frozenset[str]:
     return frozenset(suffix for group in data().get("consumed_suffixes", {}).values() for suffix in group)

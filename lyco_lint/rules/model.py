@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional
 from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, engine_rule, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
+from ..knowledge import comfyui
 from ..knowledge.families import simpletuner_model_may_differ
 from ..knowledge.training_view import options as training_options
 from ..units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
@@ -308,4 +309,50 @@ def large_adapter(document: Document) -> Iterator[Hit]:
         f"{human_count(base)} ({base:,}) of {_model_words(analysis)}: {human_bytes(trainable * TRAINING_BYTES_PER_PARAM)} of "
         f"fp32 weights, gradients and AdamW states. If you did not mean a near full fine-tune, {_size_hint(analysis)}",
         at="value" if pointer else "whole",
+    )
+
+
+# -- LYC213 ------------------------------------------------------------------------------------------------------
+
+# The ComfyUI map family of a model class, when neither the training config nor --family names one.
+_COMFY_FAMILY_OF_CLASS = {"Flux2Transformer2DModel": "flux2", "FluxTransformer2DModel": "flux", "UNet2DConditionModel": "sdxl"}
+
+
+@rule(
+    "LYC213",
+    "adapted-layers-not-portable",
+    WARNING,
+    applies_to=LYCORIS,
+    summary=(
+        "With `--model`: reports the layers this config adapts on the real model whose keys ComfyUI's LoRA key map "
+        "for the family (flux2, flux, sdxl; carried from ComfyUI's source) does not cover. Without `apply_preset`, "
+        "LyCORIS adapts every Linear of FLUX.2, including the time/guidance embedders and the modulation layers, "
+        "which ComfyUI drops."
+    ),
+    why=(
+        "Those layers train and then do nothing in ComfyUI ('lora key not loaded'): images differ from the "
+        "validation images SimpleTuner rendered with LyCORIS itself, without an error."
+    ),
+    example="lyco lint --model ./FLUX.2-klein-4B lycoris.json   # no apply_preset: every Linear",
+    fixed="lyco lint --model ./FLUX.2-klein-4B lycoris.json   # target_module: Flux2Attention, Flux2FeedForward, Flux2ParallelSelfAttention",
+)
+def adapted_layers_not_portable(document: Document) -> Iterator[Hit]:
+    analysis = model_analysis(document)
+    if analysis is None or not analysis.modules:
+        return
+    family = document.context.family or _COMFY_FAMILY_OF_CLASS.get(analysis.model_class)
+    if family not in comfyui.families():
+        return
+    dropped = [module.path for module in analysis.modules if not comfyui.loads_path(family, module.path)]
+    if not dropped:
+        return
+    preset = apply_preset(document)
+    pointer = join_pointer("", "apply_preset", "target_module") if "target_module" in preset else ("/apply_preset" if preset else "")
+    yield Hit(
+        pointer,
+        f"{len(dropped)} of the {analysis.adapted_count} layers this config adapts on {_model_words(analysis)} are outside "
+        f"ComfyUI {comfyui.version()}'s LoRA key map for {family}: {_quoted(dropped, 4)}; ComfyUI ignores their keys "
+        "('lora key not loaded'), so they train for nothing there. Target the transformer blocks' classes instead "
+        "(or exclude_name these layers)",
+        at="key" if pointer else "whole",
     )

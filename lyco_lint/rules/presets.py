@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
+from ..knowledge import comfyui
 from ..knowledge.families import class_index, module_classes, simpletuner_model_may_differ
 from ..knowledge.lycoris import DEFAULT_TARGET_CLASSES
 from ..schemas import APPLY_PRESET_ID, schema
@@ -405,3 +406,44 @@ def invalid_pattern(document: Document) -> Iterator[Hit]:
                 f"while it builds the network",
                 at=at,
             )
+
+
+# -- LYC212 -----------------------------------------------------------------------------------------------
+
+
+@rule(
+    "LYC212",
+    "lora-prefix-unmapped",
+    WARNING,
+    applies_to=LYCORIS,
+    summary=(
+        "Reports `apply_preset.lora_prefix` set to a prefix ComfyUI's LoRA key map does not know for the model "
+        "family (flux2 and flux: `lycoris`, `lora_transformer`; sdxl: `lycoris`, `lora_unet`; the map lyco carries "
+        "from ComfyUI's source). The family comes from the training config or `--family`."
+    ),
+    why=(
+        "LyCORIS names every module `<lora_prefix>_<module path>`; ComfyUI matches names against its key map and logs "
+        "each unknown one as 'lora key not loaded', so the adapter renders as the base model. LyCORIS's own "
+        "create_lycoris_from_weights looks for `lycoris_` too unless the same preset is applied first."
+    ),
+    example=(
+        '{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1,\n'
+        ' "apply_preset": {"target_module": ["Flux2Attention"], "lora_prefix": "lora_unet"}}'
+    ),
+    fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1,\n "apply_preset": {"target_module": ["Flux2Attention"]}}',
+)
+def lora_prefix_unmapped(document: Document) -> Iterator[Hit]:
+    prefix = apply_preset(document).get("lora_prefix")
+    family = document.context.family
+    if not isinstance(prefix, str) or family not in comfyui.families():
+        return
+    written = prefix.replace(".", "_")  # LyCORIS writes the name with dots as underscores
+    if comfyui.maps_prefix(family, written):
+        return
+    known = " or ".join(f"'{name}'" for name in comfyui.prefixes(family))
+    yield Hit(
+        preset_pointer("lora_prefix"),
+        f"lora_prefix '{prefix}' names every module '{written}_<module path>', and ComfyUI {comfyui.version()}'s LoRA key "
+        f"map for {family} knows only {known}: it loads none of the adapter ('lora key not loaded'), and LyCORIS's "
+        "create_lycoris_from_weights looks for 'lycoris_' unless this preset is applied first; remove lora_prefix",
+    )

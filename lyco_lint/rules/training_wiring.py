@@ -12,6 +12,7 @@ from typing import Iterator
 
 from ..catalog import ERROR, TRAINING, WARNING, Hit, rule
 from ..documents import Document
+from ..knowledge.simpletuner import FLAG
 from ..knowledge.training_view import (
     BUNDLED_EXAMPLES_PREFIX,
     effective,
@@ -207,4 +208,38 @@ def data_backend_config_not_found(document: Document) -> Iterator[Hit]:
         setting.pointer,
         f"data_backend_config '{setting.text}' was not found{note}; looked in {_places_text(places)}. Fix the path "
         "or create the multidatabackend file.",
+    )
+
+
+# -- LYC320 ------------------------------------------------------------------------------------------------
+
+
+@rule(
+    "LYC320",
+    "fused-qkv-with-lycoris",
+    WARNING,
+    applies_to=TRAINING,
+    summary=(
+        "Reports `fuse_qkv_projections: true` (or its legacy name `fused_qkv_projections`) with `lora_type: lycoris`: "
+        "the attention then runs through fused `to_qkv`/`to_added_qkv` layers, and those are what the adapter trains."
+    ),
+    why=(
+        "ComfyUI's key map has the unfused `to_q`/`to_k`/`to_v` only: ComfyUI 0.38.1 splits a fused `to_qkv` adapter "
+        "back, but not `to_added_qkv`, and older releases load neither ('lora key not loaded', "
+        "bghira/SimpleTuner#3222); the unfused projections LyCORIS also wraps are never called and stay untrained."
+    ),
+    example='{"model_family": "flux", "lora_type": "lycoris", "fuse_qkv_projections": true}',
+    fixed='{"model_family": "flux", "lora_type": "lycoris"}',
+)
+def fused_qkv_with_lycoris(document: Document) -> Iterator[Hit]:
+    setting = effective(document, "fuse_qkv_projections")
+    if setting is None or not setting.output.values or setting.output.values[-1] is not FLAG or not uses_lycoris(document):
+        return
+    yield Hit(
+        setting.pointer,
+        f"'{setting.member.key}' with lora_type lycoris trains the fused attn.to_qkv and to_added_qkv layers: ComfyUI's "
+        "LoRA key map has only the unfused to_q/to_k/to_v (ComfyUI 0.38.1 splits a fused to_qkv adapter, not "
+        "to_added_qkv; older releases neither: 'lora key not loaded'), and the unfused layers LyCORIS also wraps "
+        "stay untrained; turn it off for LyCORIS",
+        at="key",
     )
