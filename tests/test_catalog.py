@@ -32,7 +32,7 @@ ONLY_WITH_MORE = {
 
 def test_codes_and_names_are_stable_and_well_formed():
     for code, entry in RULES.items():
-        assert re.fullmatch(r"LYC\d{3}", code) and re.fullmatch(r"[a-z]+(-[a-z0-9]+)*", entry.name)
+        assert re.fullmatch(r"LYC\d{3}", code) and re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", entry.name)
         assert entry.summary and entry.why and entry.example and entry.fixed, code
 
 

@@ -294,3 +294,61 @@ def test_generic_class_names_match_nothing_in_a_diffusers_flux2_transformer():
     index = Path(__file__).resolve().parent.parent / "lyco_lint" / "data" / "family_modules.json"
     classes = set(json.loads(index.read_text(encoding="utf-8"))["families"]["flux2"]["classes"])
     assert {type(module).__name__ for module in model.modules()} == classes
+
+
+# -- LYC115: merge_to() applies the LoKr / LoHa scale twice; LYC317: alpha 0 means alpha = dim ----------------
+
+
+def _merge_and_apply_effects(algo: str, dim: int, alpha: float, tmp_path) -> tuple[float, float, float]:
+    """(scale, |Δ output| with apply_to, |Δ output| after create_lycoris_from_weights + merge_to) on one Linear."""
+    from lycoris import create_lycoris_from_weights
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64))
+    frozen = {key: value.clone() for key, value in model.state_dict().items()}
+    x = torch.randn(3, 64)
+    base = model(x).detach()
+    LycorisNetwork.apply_preset({"target_module": ["Linear"]})
+    network = create_lycoris(model, 1.0, dim, alpha, algo=algo)
+    network.apply_to()
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.1)
+    applied = model(x).detach()
+    path = tmp_path / f"{algo}.safetensors"
+    save_file({key: value.contiguous() for key, value in network.state_dict().items()}, str(path))
+    network.restore()
+    merged_model = nn.Sequential(nn.Linear(64, 64))
+    merged_model.load_state_dict(frozen)
+    loaded, _ = create_lycoris_from_weights(1.0, str(path), merged_model)
+    loaded.merge_to()
+    merged = merged_model(x).detach()
+    return float(network.loras[0].scale), float((applied - base).norm()), float((merged - base).norm())
+
+
+@pytest.mark.parametrize("algo", ["lokr", "loha"])
+def test_merge_to_applies_the_lokr_and_loha_scale_twice(algo, tmp_path):
+    """LYC115 (and LYC607): at dim 2 / alpha 1 (w2 decomposed on a 64x64 layer) the merged model shows scale × the
+    trained adapter's effect, i.e. half of it; apply_to() applies the scale once."""
+    scale, applied, merged = _merge_and_apply_effects(algo, 2, 1, tmp_path)
+    assert scale == 0.5 and applied > 0
+    assert merged == pytest.approx(scale * applied, rel=1e-3)
+
+
+def test_merge_to_is_exact_for_lora_and_for_scale_1(tmp_path):
+    scale, applied, merged = _merge_and_apply_effects("lora", 2, 1, tmp_path)
+    assert scale == 0.5 and merged == pytest.approx(applied, rel=1e-3)
+    scale, applied, merged = _merge_and_apply_effects("lokr", 4, 4, tmp_path)
+    assert scale == 1.0 and merged == pytest.approx(applied, rel=1e-3)
+
+
+@pytest.mark.parametrize("algo, dim", [("lora", 4), ("loha", 4), ("lokr", 1), ("tlora", 4)])
+def test_alpha_zero_means_alpha_equals_dim(algo, dim):
+    """LYC317: SimpleTuner's int(linear_alpha) turns 0.5 into 0, which LyCORIS reads as alpha = dim (scale 1).
+    (LoKr at dim 1 keeps w2 decomposed on these 16-wide layers; at a higher dim its scale is 1 anyway.)"""
+    def linear_scales(network):
+        return {float(module.scale) for module in network.loras if isinstance(module.org_module[0], nn.Linear)}
+
+    assert linear_scales(build(algo=algo, linear_dim=dim, linear_alpha=0)) == {1.0}
+    assert linear_scales(build(algo=algo, linear_dim=dim, linear_alpha=0.5)) == {0.5 / dim}

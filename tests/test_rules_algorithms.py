@@ -35,7 +35,8 @@ def test_valid_configs_of_every_algo_have_no_algorithm_findings(lint):
     for algo, dim in (("lora", 16), ("loha", 16), ("lokr", 16), ("dylora", 16), ("glora", 8), ("full", 1),
                       ("diag-oft", 8), ("boft", 8), ("ia3", 1), ("tlora", 16), ("locon", 16)):
         findings = lint(config(algo=algo, linear_dim=dim, linear_alpha=dim))
-        assert [f for f in findings if f["code"].startswith("LYC1")] == [], algo
+        # LYC116 is about inference, not the config: every T-LoRA adapter needs its masks there
+        assert [f for f in findings if f["code"].startswith("LYC1") and f["code"] != "LYC116"] == [], algo
 
 
 # -- LYC101 option-not-for-algo ---------------------------------------------------------------------------------

@@ -60,6 +60,12 @@ VIDEO_FAMILIES = (
 # BasicTransformerBlock): the LyCORIS FeedForward NaN hazard of SimpleTuner's LYCORIS.md applies.
 SDXL_UNET_FAMILIES = ("sdxl", "kolors")
 
+# Families whose transformer is released in bfloat16 only and whose activations exceed float16's range (65504):
+# with `mixed_precision: fp16` the loss overflows to inf/NaN early (KohakuBlueleaf/LyCORIS#136 and
+# kohya-ss/sd-scripts#1595 for Flux; the model cards and diffusers' examples of these families all use bf16).
+# chroma is Flux's architecture. The SDXL / SD 1.x UNets train in fp16 routinely and are not listed.
+BF16_NATIVE_FAMILIES = ("auraflow", "chroma", "flux", "flux2", "hidream", "qwen_image", "sd3")
+
 
 def _option_entry(spec: dict[str, Any]) -> dict[str, Any]:
     """One option, stripped to what argparse does with it (dynamic choices are not enforced by
@@ -91,6 +97,8 @@ def _family_entry(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         entry["video"] = True
     if name in SDXL_UNET_FAMILIES:
         entry["sdxl_unet"] = True
+    if name in BF16_NATIVE_FAMILIES:
+        entry["bf16_native"] = True
     return entry
 
 
@@ -113,7 +121,7 @@ def build(options_reference: dict[str, Any], families_reference: dict[str, Any])
     options = options_reference["options"]
     notes = options_reference.get("legacy_rename_notes", {})
     serialised = set(options_reference.get("json_serialised_by_loader", []))
-    missing = [name for name in VIDEO_FAMILIES + SDXL_UNET_FAMILIES if name not in families_reference["families"]]
+    missing = [name for name in VIDEO_FAMILIES + SDXL_UNET_FAMILIES + BF16_NATIVE_FAMILIES if name not in families_reference["families"]]
     if missing:
         raise SystemExit(f"hand-written family lists name families the reference lacks: {missing}")
     return {

@@ -44,6 +44,7 @@ class Family:
     prediction_type: Optional[str]
     video: bool
     sdxl_unet: bool  # the SDXL UNet layout (FeedForward inside BasicTransformerBlock)
+    bf16_native: bool = False  # released in bfloat16 only; fp16 mixed precision overflows (LYC318)
 
     @property
     def component(self) -> str:
@@ -66,6 +67,7 @@ def family(name: Any) -> Optional[Family]:
         prediction_type=entry.get("prediction_type"),
         video=bool(entry.get("video")),
         sdxl_unet=bool(entry.get("sdxl_unet")),
+        bf16_native=bool(entry.get("bf16_native")),
     )
 
 
@@ -91,6 +93,11 @@ def is_video_family(name: Any) -> bool:
 def is_sdxl_unet_family(name: Any) -> bool:
     entry = family(name)
     return bool(entry and entry.sdxl_unet)
+
+
+def is_bf16_native_family(name: Any) -> bool:
+    entry = family(name)
+    return bool(entry and entry.bf16_native)
 
 
 # -- the module class index -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ the schemas (``schemas/lycoris-config.schema.json`` for top-level keys, ``module
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Optional
@@ -285,11 +286,26 @@ def _whole(values: dict[str, Any], key: str) -> int:
     return int(number)
 
 
-def simpletuner_casts(config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """The values SimpleTuner's ``int()`` casts change: key -> (value as written, value SimpleTuner uses)."""
-    changed = {}
-    for key in ("multiplier", "linear_dim", "linear_alpha", "tlora_min_rank"):
+# SimpleTuner's trainer reads these with int() before calling create_lycoris (trainer.py,
+# init_trainable_peft_adapter); lyco reads multiplier and linear_alpha as written (network_arguments).
+SIMPLETUNER_INT_CASTS = ("multiplier", "linear_dim", "linear_alpha", "tlora_min_rank")
+
+
+@dataclass(frozen=True)
+class SimpleTunerCast:
+    """A value SimpleTuner's ``int()`` changes: the key, the number as written and the integer SimpleTuner uses."""
+
+    key: str
+    written: float
+    used: int
+
+
+def simpletuner_casts(config: dict[str, Any]) -> list[SimpleTunerCast]:
+    """The JSON numbers SimpleTuner's ``int()`` truncates (1.5 -> 1, 0.5 -> 0, -0.5 -> 0). Strings, null and
+    non-finite numbers are LYC012's and LYC017's: int() raises on most of them."""
+    changed = []
+    for key in SIMPLETUNER_INT_CASTS:
         value = config.get(key)
-        if isinstance(value, float) and value == value and abs(value) != float("inf") and not value.is_integer():
-            changed[key] = (value, int(value))
+        if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+            changed.append(SimpleTunerCast(key, value, int(value)))
     return changed

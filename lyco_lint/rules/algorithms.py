@@ -752,3 +752,111 @@ def map_unknown_algo(document: Document) -> Iterator[Hit]:
             f"unknown algo '{algo}' in the {map_name} entry '{key}': LyCORIS raises KeyError when it builds the first "
             f"module; {hint}",
         )
+
+
+# -- LYC115 / LYC116: what inference does with the trained adapter ------------------------------------------------
+
+
+def _lycoris_scale(scope: Scope) -> Optional[float]:
+    """The scale LyCORIS gives this scope's LoKr/LoHa modules (alpha / dim; alpha 0 means dim; √dim with rs_lora),
+    None when it is 1 on every layer (all-full LoKr) or cannot be known."""
+    if scope.algo not in ("lokr", "loha") or _lokr_all_full(scope):
+        return None
+    dim, alpha = scope.value("dim", 4), scope.value("alpha", 1)
+    if not is_number(dim) or not is_number(alpha) or dim <= 0:
+        return None
+    alpha = dim if alpha == 0 else alpha
+    rank_factor = dim ** 0.5 if scope.flag("rs_lora") and not scope.is_top else dim
+    scale = alpha / rank_factor
+    return scale if abs(scale - 1) > 1e-9 else None
+
+
+def _merge_changes_model(scope: Scope) -> bool:
+    return _lycoris_scale(scope) is not None
+
+
+# How to render a T-LoRA adapter as trained: LyCORIS itself, with the mask of each step's timestep.
+TLORA_SAMPLER = "load it with LyCORIS (create_lycoris_from_weights + apply_to) and call set_timestep_mask at every step"
+
+MERGE_REMEDY = (
+    "load the adapter with create_lycoris_from_weights(...) + apply_to(), which applies the scale once, instead of "
+    "merge_to(); or train with linear_alpha equal to linear_dim (scale 1), where merging is exact"
+)
+
+
+@rule(
+    "LYC115",
+    "merge-changes-model",
+    WARNING,
+    applies_to=LYCORIS,
+    summary=(
+        "Reports LoKr and LoHa whose scale is not 1 (alpha ≠ dim, with w2 or the Hadamard factors decomposed; an "
+        "all-full LoKr has scale 1): lycoris-lora 4.1.3's `merge_to()` applies the scale twice. With `--model` only "
+        "the layers that really get such a scale count."
+    ),
+    why=(
+        "The usual inference recipe (SimpleTuner's LyCORIS guide: `create_lycoris_from_weights(...)` then "
+        "`merge_to()`) bakes scale² · ΔW into the model instead of scale · ΔW: at dim 2 and alpha 1 the merged model "
+        "shows half of the trained adapter's effect (measured with lycoris-lora 4.1.3; `apply_to()` matches training)."
+    ),
+    example='{"algo": "loha", "multiplier": 1.0, "linear_dim": 8, "linear_alpha": 4}',
+    fixed='{"algo": "loha", "multiplier": 1.0, "linear_dim": 8, "linear_alpha": 8}',
+)
+def merge_changes_model(document: Document) -> Iterator[Hit]:
+    analysis = document.context.model
+    if analysis is not None:
+        scaled = [
+            module for module in analysis.modules
+            if module.module_class in ("LokrModule", "LohaModule") and module.scale is not None and abs(module.scale - 1) > 1e-9
+        ]
+        if not scaled:
+            return
+    for scope in affected_scopes(document, _merge_changes_model, "alpha", "dim"):
+        scale = _lycoris_scale(scope)
+        pointer, at = scope.blame("alpha", "dim")
+        layers = ""
+        if analysis is not None:
+            count = sum(1 for module in scaled if module.algo == scope.algo)
+            if not count:
+                continue
+            layers = f" on {count} layer{'s' if count != 1 else ''} of {analysis.model_class}"
+        effect = "half of" if abs(scale - 0.5) < 1e-9 else f"{scale:.3g}×"
+        yield Hit(
+            pointer,
+            f"{scope.algo} {scope.where} has scale {scale:.4g} ({scope.source('alpha')} / {scope.source('dim')}){layers}: "
+            f"lycoris-lora 4.1.3's merge_to() applies it twice, so a merged model shows {effect} the trained "
+            f"adapter's effect; {MERGE_REMEDY}",
+            at=at,
+        )
+
+
+@rule(
+    "LYC116",
+    "tlora-needs-masks",
+    INFO,
+    applies_to=LYCORIS,
+    summary=(
+        "Reports T-LoRA (`algo: tlora` at the top level or in a map entry), once: the adapter reproduces training "
+        "only when every denoising step sets its timestep mask."
+    ),
+    why=(
+        "T-LoRA trains each timestep with a different number of ranks. Merged weights, ComfyUI and diffusers' "
+        "`load_lora_weights` ignore the mask and apply every rank at every step (KohakuBlueleaf/LyCORIS PR #280), so "
+        "their images differ from the validation images of the run."
+    ),
+    example='{"algo": "tlora", "multiplier": 1.0, "linear_dim": 64, "linear_alpha": 32}',
+    fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 64, "linear_alpha": 32}',
+)
+def tlora_needs_masks(document: Document) -> Iterator[Hit]:
+    for scope in scopes(document):
+        if scope.algo != "tlora":
+            continue
+        pointer = scope.pointer_of("algo") if scope.sets("algo") else ("/algo" if "algo" in document.value else scope.pointer)
+        yield Hit(
+            pointer,
+            f"T-LoRA {scope.where}: the adapter reproduces training only when each denoising step sets its timestep "
+            f"mask ({TLORA_SAMPLER}); merged weights, ComfyUI and diffusers' load_lora_weights ignore the mask and apply "
+            "every rank at every step",
+            at="value" if scope.sets("algo") or "algo" in document.value else "key",
+        )
+        return

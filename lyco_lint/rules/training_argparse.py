@@ -1,20 +1,23 @@
-"""LYC310-LYC315: what SimpleTuner's loader and argparse make of a ``config.json``.
+"""LYC310-LYC315, LYC317-LYC319: what SimpleTuner's loader, argparse and trainer make of the config files.
 
 SimpleTuner checks a config.json only when a run starts, after its loader has rewritten the JSON into
 ``--key=value`` arguments (``knowledge.simpletuner.loader_output``) and argparse has parsed them. These
 rules replay those two steps on the file, so that every finding is something SimpleTuner would refuse or
-silently drop.
+silently drop. LYC317 replays the trainer's ``int()`` casts of the LyCORIS config, LYC318 flags fp16 on
+bf16-native models, LYC319 the validation values SimpleTuner reads differently from how they look.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import math
+from typing import Any, Iterator, Optional
 
-from ..catalog import ERROR, TRAINING, WARNING, Hit, rule
+from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
 from ..knowledge import simpletuner as st
-from ..knowledge.families import family, family_alias, family_names, flavours
+from ..knowledge.families import family, family_alias, family_names, flavours, is_bf16_native_family
+from ..knowledge.lycoris import lokr_is_all_full, simpletuner_casts, str_bool
 from ..knowledge.training_view import Setting, effective, passes_value, settings
 from ..schemas import did_you_mean
 
@@ -392,3 +395,155 @@ def _required_example(name: str) -> str:
     }.get(name, "...")
 
 
+
+
+# -- LYC317: SimpleTuner's int() casts of the LyCORIS config -----------------------------------------------------
+
+
+def _scale_text(alpha: float, dim: Any) -> str:
+    return f"{alpha:g}/{dim} = {alpha / dim:.4g}" if isinstance(dim, int) and dim > 0 else f"{alpha:g}/linear_dim"
+
+
+@rule(
+    "LYC317",
+    "simpletuner-int-cast",
+    ERROR,
+    applies_to=LYCORIS,
+    summary=(
+        "Reports a fractional `multiplier`, `linear_dim`, `linear_alpha` or (for T-LoRA) `tlora_min_rank` in a "
+        "LyCORIS config, which SimpleTuner's trainer truncates with `int()` before calling LyCORIS, and says what "
+        "it really uses. An error where the result disables or breaks the adapter (`multiplier` 0.5 → 0, "
+        "`linear_dim` below 1, `tlora_min_rank` below 1), a warning where it only changes the scale or the rank "
+        "(`linear_alpha` 0.5 → 0, which LyCORIS reads as alpha = dim; `multiplier` 1.5 → 1). lyco reads these "
+        "values as written, so `lyco train` trains the file's value when the finding is a warning."
+    ),
+    why=(
+        "SimpleTuner's init_trainable_peft_adapter casts `int(cfg['multiplier'])`, `int(cfg['linear_alpha'])`, ... "
+        "without a word: `multiplier: 0.5` trains an adapter whose output is multiplied by 0 (it learns nothing), "
+        "and `linear_alpha: 0.5` gives alpha 0, which LyCORIS replaces by the dim (scale 1 instead of 0.5/dim)."
+    ),
+    example='{"algo": "lora", "multiplier": 0.5, "linear_dim": 16, "linear_alpha": 8}',
+    fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}',
+)
+def simpletuner_int_cast(document: Document) -> Iterator[Hit]:
+    config = document.value
+    algo = str(config.get("algo") or "lora").lower()
+    dim = config.get("linear_dim", 4)
+    for cast in simpletuner_casts(config):
+        written, used, pointer = cast.written, cast.used, join_pointer("", cast.key)
+        head = f"SimpleTuner reads {cast.key} with int(): {written:g} becomes {used}"
+        if cast.key == "multiplier":
+            if used == 0:
+                yield Hit(pointer, f"{head}, so the adapter's output is multiplied by 0 and it learns nothing; write 1.0 (or another whole number)")
+            else:
+                yield Hit(pointer, f"{head}: the adapter trains at multiplier {used}, not {written:g} (lyco trains {written:g}); write {used}.0 or a whole number", severity=WARNING)
+        elif cast.key == "linear_dim":
+            if used < 1:
+                yield Hit(pointer, f"{head}: a rank below 1 disables every Linear layer, so nothing is adapted; write a whole rank such as 16")
+            else:
+                yield Hit(pointer, f"{head}: the adapter has rank {used}; write {used}", severity=WARNING)
+        elif cast.key == "linear_alpha":
+            if algo == "lokr" and lokr_is_all_full(dim, config.get("factor", -1), str_bool(config.get("full_matrix", False))):
+                continue  # full-matrix LoKr ignores alpha (scale 1 either way; LYC103)
+            if used == 0:
+                effect = f"alpha 0, which LyCORIS replaces by the dim: scale 1 instead of {_scale_text(written, dim)}"
+            else:
+                effect = f"scale {_scale_text(float(used), dim)} instead of {_scale_text(written, dim)}"
+            yield Hit(pointer, f"{head}, so SimpleTuner trains with {effect} (lyco trains {written:g}); write a whole alpha", severity=WARNING)
+        elif cast.key == "tlora_min_rank" and algo == "tlora":
+            if used < 1:
+                yield Hit(pointer, f"{head}: T-LoRA needs a minimum rank of at least 1, so its timestep masks break; write 1 or more")
+            else:
+                yield Hit(pointer, f"{head}: the minimum T-LoRA rank is {used}; write {used}", severity=WARNING)
+
+
+# -- LYC318: fp16 on bf16-native models --------------------------------------------------------------------------
+
+
+@rule(
+    "LYC318",
+    "fp16-nan-risk",
+    WARNING,
+    applies_to=TRAINING,
+    summary=(
+        "Reports `mixed_precision: fp16` on a model family whose transformer is released in bfloat16 only (flux, "
+        "flux2, chroma, sd3, hidream, qwen_image, auraflow). SDXL and SD 1.x, which train in fp16 routinely, are "
+        "not reported."
+    ),
+    why=(
+        "Activations of these DiTs exceed float16's range (65504): the loss goes NaN within the first steps "
+        "(KohakuBlueleaf/LyCORIS#136, kohya-ss/sd-scripts#1595), after the models were loaded and cached."
+    ),
+    example='{"model_family": "flux2", "mixed_precision": "fp16"}',
+    fixed='{"model_family": "flux2", "mixed_precision": "bf16"}',
+)
+def fp16_nan_risk(document: Document) -> Iterator[Hit]:
+    precision = effective(document, "mixed_precision")
+    family_setting = effective(document, "model_family")
+    if precision is None or precision.text != "fp16" or family_setting is None or family_setting.text is None:
+        return
+    name = family_setting.text.strip().lower()
+    if is_bf16_native_family(name):
+        yield Hit(
+            precision.pointer,
+            f"mixed_precision fp16 on {name}, a model released in bfloat16 whose activations overflow float16: the "
+            "loss goes NaN early; use \"mixed_precision\": \"bf16\" (on a GPU without bf16, train a smaller model)",
+        )
+
+
+# -- LYC319: validation values SimpleTuner reads differently -----------------------------------------------------
+
+
+def megapixel_resolution(text: str) -> Optional[int]:
+    """The pixels SimpleTuner makes of a single-number ``validation_resolution`` below 128 (cmd_args.py: it reads
+    it as megapixels: 1 → 1024, otherwise int(value) × 1000 rounded down to a multiple of 8); None when it is
+    read as written (128 or more, a list, WxH)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(number) or int(number) >= 128:
+        return None
+    whole = int(number)
+    return 1024 if whole == 1 else int(int(whole * 1e3) / 8) * 8
+
+
+@rule(
+    "LYC319",
+    "validation-value-trap",
+    WARNING,
+    applies_to=TRAINING,
+    summary=(
+        "Reports validation settings SimpleTuner reads differently from how they look: a single "
+        "`validation_resolution` below 128 is read as megapixels (`64` → 64000 px square, `0.5` → 0, `2` → 2000; "
+        "only 1 and 1.x mean 1024), and `validation_seed: 0` is ignored (SimpleTuner uses `validation_seed or "
+        "seed`). `validation_lycoris_strength: 0`, which becomes 1.0, is LYC308's."
+    ),
+    why=(
+        "Validation renders at a size nobody asked for (64000×64000 runs out of memory after the first checkpoint; "
+        "0 fails), or with the training seed instead of the one written, and nothing says so."
+    ),
+    example='{"model_family": "flux2", "validation_resolution": 64, "validation_seed": 0, "seed": 42}',
+    fixed='{"model_family": "flux2", "validation_resolution": "1024", "validation_seed": 7, "seed": 42}',
+)
+def validation_value_trap(document: Document) -> Iterator[Hit]:
+    resolution = effective(document, "validation_resolution")
+    if resolution is not None and resolution.text is not None and not resolution.output.placeholder:
+        pixels = megapixel_resolution(resolution.text)
+        if pixels is not None and pixels != 1024:
+            what = "0 pixels, which fails" if pixels == 0 else f"{pixels}×{pixels} pixels"
+            yield Hit(
+                resolution.pointer,
+                f"validation_resolution {resolution.text} is below 128, so SimpleTuner reads it as megapixels and "
+                f"renders at {what}; write the size in pixels, such as \"1024\" or \"1024x768\"",
+            )
+    seed = effective(document, "validation_seed")
+    if seed is not None and seed.text is not None and seed.text.strip() in ("0", "-0"):
+        training_seed = effective(document, "seed")
+        fallback = f"the training seed {training_seed.text}" if training_seed is not None and training_seed.text not in (None, "0") else None
+        if fallback:
+            yield Hit(
+                seed.pointer,
+                f"validation_seed 0 is ignored: SimpleTuner uses `validation_seed or seed`, so validation renders with "
+                f"{fallback}; write another seed (any but 0) to fix it",
+            )

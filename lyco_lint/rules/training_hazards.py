@@ -213,8 +213,9 @@ def tlora_video(document: Document) -> Iterator[Hit]:
     ERROR,
     applies_to=TRAINING,
     summary=(
-        "Reports a `validation_lycoris_strength` that is not a finite number (error), or that lies below 0 or "
-        "above 2 (warning). This rule owns the option: LYC314 does not report it again."
+        "Reports a `validation_lycoris_strength` that is not a finite number (error), that lies below 0 or "
+        "above 2 (warning), or that is 0, which SimpleTuner replaces by 1.0 (`strength or 1.0`; warning). This rule "
+        "owns the option: LYC314 and LYC319 do not report it again."
     ),
     why=(
         "SimpleTuner calls `set_multiplier(float(strength))` on the LyCORIS network before every validation: "
@@ -242,6 +243,14 @@ def invalid_strength(document: Document) -> Iterator[Hit]:
     if not math.isfinite(strength):
         yield Hit(
             setting.pointer, f"validation_lycoris_strength is {argument}, not a finite number; write one such as 1.0."
+        )
+    elif strength == 0:
+        yield Hit(
+            setting.pointer,
+            "validation_lycoris_strength 0 is not honoured: SimpleTuner renders with `float(strength or 1.0)`, so "
+            "validation shows the adapter at full strength (1.0), not switched off; write a small strength such as "
+            "0.01 to see nearly the base model.",
+            severity=WARNING,
         )
     elif strength < 0 or strength > 2:
         yield Hit(
