@@ -138,19 +138,47 @@ def as_array(np, data: TensorData, info: TensorInfo) -> Any:
     raise ValueError(f"{info.dtype} is not a floating-point dtype")  # pragma: no cover - callers filter
 
 
+_CHUNK = 1 << 22  # values converted at a time from 16- and 8-bit floats (into one reused float32 buffer)
+
+
+def _pieces(np, data: TensorData, info: TensorInfo):
+    """The tensor's values as float arrays: the file's own bytes for F32 and F64, converted blocks otherwise (a
+    reused buffer: allocating fresh memory for a whole large tensor costs more than the conversion)."""
+    if info.dtype in ("F32", "F64"):
+        yield as_array(np, data, info)
+        return
+    buffer = data.buffer(info)
+    raw_type = {"BF16": "<u2", "F16": "<f2"}.get(info.dtype, np.uint8)
+    raw = np.frombuffer(buffer, dtype=raw_type)
+    out = np.empty(min(_CHUNK, raw.size), dtype=np.uint32 if info.dtype == "BF16" else np.float32)
+    for start in range(0, raw.size, _CHUNK):
+        part = raw[start : start + _CHUNK]
+        target = out[: part.size]
+        if info.dtype == "BF16":
+            np.left_shift(part, 16, out=target, dtype=np.uint32)
+            yield target.view(np.float32)
+        elif info.dtype == "F16":
+            np.copyto(target, part)
+            yield target
+        else:
+            yield _float8_table(info.dtype)[part]
+
+
 def _tensor_health(np, data: TensorData, info: TensorInfo) -> TensorHealth:
-    values = as_array(np, data, info)
-    if values.size == 0:
-        return TensorHealth(info.key, 0, True, 0.0)
-    total = float(np.dot(values, values))
-    nonfinite = 0
-    if not math.isfinite(total):
-        finite = np.isfinite(values)
-        nonfinite = int(values.size - np.count_nonzero(finite))
-        wide = values[finite].astype(np.float64) if nonfinite else values.astype(np.float64)
-        total = float(np.dot(wide, wide))  # the float32 sum overflowed, or NaNs are left out
-    zero = total == 0.0 and nonfinite == 0 and not np.any(values)
-    return TensorHealth(info.key, nonfinite, zero, total)
+    total, nonfinite, nonzero = 0.0, 0, False
+    for values in _pieces(np, data, info):
+        if values.size == 0:
+            continue
+        part = float(np.dot(values, values))
+        if not math.isfinite(part):
+            finite = np.isfinite(values)
+            bad = int(values.size - np.count_nonzero(finite))
+            nonfinite += bad
+            wide = values[finite].astype(np.float64) if bad else values.astype(np.float64)
+            part = float(np.dot(wide, wide))  # the float32 sum overflowed, or NaNs are left out
+        total += part
+        nonzero = nonzero or part > 0.0 or bool(np.any(values))
+    return TensorHealth(info.key, nonfinite, not nonzero and nonfinite == 0, total)
 
 
 # -- modules ------------------------------------------------------------------------------------------------
