@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def test_a_model_checkpoint_is_not_an_adapter(tmp_path):
     path = tmp_path / "model.safetensors"
     save_file({"transformer_blocks.0.attn.to_q.weight": torch.ones(4, 4)}, str(path))
     found = findings(path)
-    assert codes(found) == ["LYC004"] and "without LyCORIS or LoRA adapter keys" in found[0]["message"]
+    assert codes(found) == ["LYC004"] and "without LyCORIS adapter keys" in found[0]["message"]
     # found by walking a folder, it is skipped like an unrelated JSON file
     assert lint_paths([str(tmp_path)]).findings == []
 
@@ -198,6 +199,21 @@ def test_without_numpy_header_checks_run_and_tensor_checks_say_so(files, tmp_pat
     assert "STATUS 0" in out and "Traceback" not in done.stderr
 
 
+def test_model_checks_on_a_lint_only_install_and_without_a_base_model_are_lyc210(files):
+    code = (
+        "import sys; sys.modules.update(dict.fromkeys(['torch', 'diffusers', 'lycoris'], None))\n"
+        "from lyco_lint.cli import main\n"
+        f"status = main(['inspect', '--format', 'json', '--model', {str(files['lokr'].parent / 'models' / 'flux2')!r}, {str(files['lokr'])!r}])\n"
+        "print('STATUS', status)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    facts = json.loads(out[: out.rindex("STATUS")])
+    unavailable = [f for f in facts["findings"] if f["code"] == "LYC210"]
+    assert unavailable and "pip install 'lyco[train]'" in unavailable[0]["message"] and "STATUS 1" in out
+    found = findings(files["lokr"], model="auto")  # LyCORIS's own save_weights writes no base_model
+    assert any(f["code"] == "LYC210" and "base_model" in f["message"] for f in found)
+
+
 def test_the_lint_path_reads_weights_without_torch_or_the_safetensors_library(files):
     code = (
         "import sys\n"
@@ -208,3 +224,19 @@ def test_the_lint_path_reads_weights_without_torch_or_the_safetensors_library(fi
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "0 []"
+
+
+def test_the_pre_commit_hook_for_adapters_runs_lint_on_them(files, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    from conftest import ROOT
+
+    hook = next(h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text()) if h["id"] == "lyco-lint-adapters")
+    assert re.search(hook["files"], "out/pytorch_lora_weights.safetensors") and not re.search(hook["files"], "config.json")
+    tensors = load_file(str(files["lokr"]))
+    tensors["lycoris_transformer_blocks_0_attn_to_q.lokr_w1"][0, 0] = math.nan
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad))
+    command = [sys.executable, "-m", "lyco_lint", *hook["entry"].split()[1:]]
+    assert subprocess.run([*command, str(files["lokr"])], capture_output=True).returncode == 0
+    failed = subprocess.run([*command, str(files["lokr"]), str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 1 and "bad.safetensors::lycoris_transformer_blocks_0_attn_to_q.lokr_w1: LYC602" in failed.stdout
