@@ -1,8 +1,10 @@
 """VAE latents and prompt embeddings, encoded once and kept as safetensors files keyed by content.
 
-A latent's file name hashes the image bytes, its training size, the crop mode and the VAE (config files,
-weight sizes, dtype); a prompt's hashes the prompt and the text encoder. A changed image or caption gets a
-new key and is encoded; an unchanged one is read from disk. The encoders are loaded only when something is
+A latent's file name hashes the image bytes, its geometry (training size, intermediary size, crop) and the VAE
+(config files, weight sizes, dtype); a prompt's hashes the prompt and the text encoder(s). A changed image or
+caption gets a new key and is encoded; an unchanged one is read from disk. A latent file holds one tensor
+(``latents``); a prompt file holds the family's named embeddings (FLUX.2 ``prompt_embeds``; SDXL and FLUX.1
+also ``pooled_prompt_embeds``), one row each. The encoders are loaded only when something is
 missing, and are dropped (and the accelerator's memory released) as soon as the caches are complete.
 Each cache file is written atomically and flushed to disk (``lyco_lint.atomic``): a crash or power cut
 never leaves a half-written file under a valid key.
@@ -67,34 +69,40 @@ def encode_missing_prompts(config: TrainConfig, family: Family, plan: DataPlan, 
     for start in range(0, len(prompts), ENCODE_BATCH):
         chunk = prompts[start : start + ENCODE_BATCH]
         embeds = family.encode_prompts(text_encoder, chunk, config.options)
-        for prompt, embed in zip(chunk, embeds):
-            write_tensor(plan.prompt_files[prompt], "prompt_embeds", embed)
+        for row, prompt in enumerate(chunk):
+            write_tensors(plan.prompt_files[prompt], {name: tensor[row] for name, tensor in embeds.items()})
 
 
 def load_pixels(sample: Sample) -> torch.Tensor:
-    """The image at its training size: scaled to cover it, cut at the centre; (3, H, W) in [-1, 1]."""
+    """The image as the data plan shaped it: scaled to its intermediary size, cut to its training size at its
+    crop; (3, H, W) in [-1, 1]."""
     import numpy as np
     from PIL import Image
 
     width, height = sample.size
+    top, left = sample.crop_top_left
     with Image.open(sample.path) as image:
-        image = image.convert("RGB")
-        scale = max(width / image.width, height / image.height)
-        resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))), Image.LANCZOS)
-    left = (resized.width - width) // 2
-    top = (resized.height - height) // 2
+        resized = image.convert("RGB").resize(sample.resized, Image.LANCZOS)
     cropped = resized.crop((left, top, left + width, top + height))
     array = torch.from_numpy(np.asarray(cropped, dtype=np.float32).copy())
     return array.permute(2, 0, 1) / 127.5 - 1.0
 
 
 def write_tensor(path: Path, name: str, tensor: torch.Tensor) -> None:
+    write_tensors(path, {name: tensor})
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     with atomic_path(path) as temporary:
-        save_file({name: tensor.detach().to("cpu").contiguous()}, str(temporary))
+        save_file({name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}, str(temporary))
 
 
 def read_tensor(path: Path, name: str) -> torch.Tensor:
     return load_file(str(path))[name]
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
 
 
 def free_accelerator(device: torch.device) -> None:

@@ -41,9 +41,21 @@ class DatasetSpec:
     instance_prompt: Optional[str]
     resolution: float
     resolution_type: str  # pixel | area | pixel_area
-    crop: bool  # True: centre crop to a square; False: aspect buckets
+    crop: bool  # True: crop to crop_aspect; False: aspect buckets (the leftover pixels are cut by crop_style)
     repeats: int
     cache_dir_vae: Path
+    crop_style: str = "random"  # random | center | centre | corner (SimpleTuner's default: random)
+    crop_aspect: str = "square"  # square | preserve | closest | random (used with crop)
+    crop_aspect_buckets: tuple[tuple[float, Optional[float]], ...] = ()  # (aspect, weight or None)
+
+    @property
+    def shape_description(self) -> str:
+        """How the images are shaped, for the printed plan."""
+        style = {"random": "random", "center": "centre", "centre": "centre", "corner": "top-left"}[self.crop_style]
+        if not self.crop:
+            return f"aspect buckets ({style} cut of the rounding leftover)"
+        shape = {"square": "squares", "preserve": "own aspect", "closest": "closest bucket aspect", "random": "random bucket aspect"}[self.crop_aspect]
+        return f"{style} crops, {shape}"
 
 
 @dataclass(frozen=True)
@@ -270,8 +282,8 @@ def _read_json(path: Path, what: str) -> Any:
 
 IMAGE_KEYS = {
     "id", "type", "dataset_type", "instance_data_dir", "caption_strategy", "instance_prompt", "resolution",
-    "resolution_type", "crop", "crop_style", "crop_aspect", "repeats", "cache_dir_vae", "disabled", "disable",
-    "text_embeds",
+    "resolution_type", "crop", "crop_style", "crop_aspect", "crop_aspect_buckets", "repeats", "cache_dir_vae", "disabled",
+    "disable", "text_embeds",
 }
 TEXT_EMBED_KEYS = {"id", "type", "dataset_type", "cache_dir", "default", "disabled", "disable"}
 
@@ -370,16 +382,7 @@ def _image_spec(where: str, entry: dict[str, Any], values: dict[str, Any], text_
     if resolution_type not in ("pixel", "area", "pixel_area"):
         raise ConfigError(f"{where}: resolution_type '{resolution_type}' is not one of pixel, area, pixel_area")
     crop = _flag(entry, "crop", where)
-    if crop:
-        style = entry.get("crop_style", "random")
-        if style not in ("center", "centre"):
-            raise ConfigError(
-                f"{where}: crop_style '{style}'{' (SimpleTuner default)' if 'crop_style' not in entry else ''} is not implemented; "
-                "lyco train crops at the centre: set \"crop_style\": \"center\", or remove crop to train on aspect buckets"
-            )
-        aspect = entry.get("crop_aspect", "square")
-        if aspect != "square":
-            raise ConfigError(f"{where}: crop_aspect '{aspect}' is not implemented; lyco train crops squares (\"crop_aspect\": \"square\")")
+    crop_style, crop_aspect, buckets = _crop_settings(where, entry)
     repeats = entry.get("repeats", 0)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
         raise ConfigError(f"{where}: repeats must be a whole number >= 0 (0 = each image once per epoch), got {json.dumps(repeats)}")
@@ -404,4 +407,61 @@ def _image_spec(where: str, entry: dict[str, Any], values: dict[str, Any], text_
         crop=crop,
         repeats=repeats,
         cache_dir_vae=Path(cache_dir).expanduser(),
+        crop_style=crop_style,
+        crop_aspect=crop_aspect,
+        crop_aspect_buckets=buckets,
     )
+
+
+def _crop_settings(where: str, entry: dict[str, Any]) -> tuple[str, str, tuple[tuple[float, Optional[float]], ...]]:
+    """crop_style, crop_aspect and crop_aspect_buckets as SimpleTuner checks them (factory.py), checked even
+    without crop as SimpleTuner does; defaults and choices from lyco_lint's dataset facts."""
+    from lyco_lint.knowledge import datasets
+
+    style = entry.get("crop_style", datasets.default("crop_style"))
+    styles = datasets.choices("crop_style")
+    if style not in styles:
+        raise ConfigError(f"{where}: crop_style {json.dumps(style)} is not one of {', '.join(styles)} (SimpleTuner refuses it too)")
+    if style == "face":
+        raise ConfigError(
+            f"{where}: crop_style 'face' needs SimpleTuner's face detector (an OpenCV Haar cascade), which lyco train "
+            "does not have; use \"random\" (SimpleTuner's default), \"center\" or \"corner\""
+        )
+    aspect = entry.get("crop_aspect", datasets.default("crop_aspect"))
+    aspects = datasets.choices("crop_aspect")
+    if aspect not in aspects:
+        raise ConfigError(f"{where}: crop_aspect {json.dumps(aspect)} is not one of {', '.join(aspects)} (SimpleTuner refuses it too)")
+    buckets: tuple[tuple[float, Optional[float]], ...] = ()
+    if aspect in ("random", "closest"):
+        buckets = _aspect_buckets(where, entry.get("crop_aspect_buckets"), aspect)
+    return style, aspect, buckets
+
+
+def _aspect_buckets(where: str, value: Any, mode: str) -> tuple[tuple[float, Optional[float]], ...]:
+    example = '"crop_aspect_buckets": [0.75, 1.0, 1.5] or [{"aspect": 1.0, "weight": 0.5}, {"aspect": 1.5, "weight": 0.5}]'
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: crop_aspect '{mode}' needs crop_aspect_buckets, a non-empty list of aspect ratios (width/height): {example}")
+    buckets = []
+    for item in value:
+        if isinstance(item, dict):
+            if "aspect" not in item and "aspect_bucket" in item:
+                raise ConfigError(
+                    f"{where}: crop_aspect_buckets item {json.dumps(item)}: SimpleTuner's messages say 'aspect_bucket' but its "
+                    "code reads 'aspect' (a KeyError otherwise); write {\"aspect\": ..., \"weight\": ...}"
+                )
+            aspect, weight = item.get("aspect"), item.get("weight")
+        else:
+            aspect, weight = item, None
+        if isinstance(aspect, bool) or not isinstance(aspect, (int, float)) or not 0 < aspect < 100:
+            raise ConfigError(f"{where}: crop_aspect_buckets item {json.dumps(item)} is not a positive aspect ratio (width/height); {example}")
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0):
+            raise ConfigError(f"{where}: crop_aspect_buckets item {json.dumps(item)}: weight must be a number >= 0")
+        buckets.append((float(aspect), None if weight is None else float(weight)))
+    kinds = {isinstance(item, dict) for item in value}
+    if mode == "random" and len(kinds) > 1:
+        raise ConfigError(f"{where}: crop_aspect_buckets mixes numbers and objects; SimpleTuner's random crop_aspect reads one kind: {example}")
+    if mode == "random" and kinds == {True}:
+        weights = [weight for _aspect, weight in buckets]
+        if None in weights or abs(sum(weights) - 1.0) > 1e-6:
+            raise ConfigError(f"{where}: crop_aspect random with weighted buckets: every item needs a weight and the weights must add up to 1 (SimpleTuner refuses it otherwise)")
+    return tuple(buckets)

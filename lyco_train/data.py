@@ -1,11 +1,23 @@
-"""Datasets: find the images and their captions, choose each image's training size (aspect buckets, or a
-centre-cropped square with ``crop: true``), name its cache files, and order the batches of each epoch.
+"""Datasets: find the images and their captions, choose each image's training size and crop, name its cache
+files, and order the batches of each epoch.
 
-No torch here (``--dry-run`` uses this module alone). Sizes: without ``crop`` each image keeps its aspect
-ratio — it is scaled to the target area (``pixel_area``/``area``) or shorter edge (``pixel``), each side
-rounded to a multiple of the bucket alignment, and the few pixels the rounding leaves over are cut at the
-centre. Images of one size form a bucket and a batch never mixes buckets (Flux 2 takes one set of position
-ids per batch).
+No torch here (``--dry-run`` uses this module alone). The geometry follows SimpleTuner's ``TrainingSample``
+(helpers/image_manipulation/training_sample.py and cropping.py):
+
+* the training size: without ``crop`` (or with ``crop_aspect: preserve``) the image keeps its aspect ratio,
+  scaled to the target area (``pixel_area``/``area``) or shorter edge (``pixel``); ``crop_aspect: square``
+  gives a square, ``closest`` the aspect of ``crop_aspect_buckets`` nearest the image's, ``random`` one drawn
+  from them (weighted when the buckets carry weights). Each side is rounded to a multiple of the bucket
+  alignment;
+* the image is scaled to just cover that size (the "intermediary" size) and cut to it by ``crop_style``:
+  ``center``/``centre``, ``corner`` (top-left) or ``random`` (SimpleTuner's default; the leftover pixels of
+  aspect buckets are cut the same way, as SimpleTuner does);
+* random draws (the aspect of ``crop_aspect: random``, the offset of ``crop_style: random``) come from a
+  generator seeded by the dataset id and the image's content, so every run — resumed or not — and the
+  latent cache agree on them; SimpleTuner likewise draws them once, when it caches the latents.
+
+Each sample keeps its original size, the intermediary size and the crop's top-left corner: SDXL conditions
+on them (its add_time_ids). Images of one size form a bucket and a batch never mixes buckets.
 """
 
 from __future__ import annotations
@@ -20,7 +32,16 @@ from typing import Callable, Optional
 from .config import ConfigError, DatasetSpec, TrainConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-RESIZE_VERSION = "cover-lanczos-centre-v1"  # part of every latent cache key: change it when resizing changes
+RESIZE_VERSION = "cover-lanczos-crop-v2"  # part of every latent cache key: change it when resizing changes
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one image becomes a training sample: scaled to ``resized``, then cut to ``size`` at ``crop_top_left``."""
+
+    size: tuple[int, int]  # (width, height) the image is trained at
+    resized: tuple[int, int]  # (width, height) it is scaled to before the crop (SimpleTuner's intermediary size)
+    crop_top_left: tuple[int, int]  # (top, left) of the crop in the resized image (SDXL's crops_coords_top_left)
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,9 @@ class Sample:
     size: tuple[int, int]  # (width, height) the image is trained at
     repeats: int
     latent_file: Path
+    original_size: tuple[int, int] = (0, 0)  # (width, height) of the image file
+    resized: tuple[int, int] = (0, 0)  # (width, height) before the crop
+    crop_top_left: tuple[int, int] = (0, 0)  # (top, left) in the resized image
 
 
 @dataclass
@@ -103,9 +127,13 @@ def _sample(spec: DatasetSpec, path: Path, alignment: int, identity: str, plan: 
         warn(f"skipping {path}: {reason}")
         plan.skipped.append((path, reason))
         return None
-    size = training_size(width, height, spec, alignment)
-    key = latent_cache_key(hashlib.sha256(data).hexdigest(), size, spec.crop, identity)
-    return Sample(path, spec.id, captions, size, spec.repeats, spec.cache_dir_vae / f"{key}.safetensors")
+    digest = hashlib.sha256(data).hexdigest()
+    geometry = plan_geometry(width, height, spec, alignment, random.Random(f"lyco-crop:{spec.id}:{digest}"))
+    key = latent_cache_key(digest, geometry, identity)
+    return Sample(
+        path, spec.id, captions, geometry.size, spec.repeats, spec.cache_dir_vae / f"{key}.safetensors",
+        original_size=(width, height), resized=geometry.resized, crop_top_left=geometry.crop_top_left,
+    )
 
 
 def read_image_size(path: Path) -> tuple[int, int]:
@@ -140,8 +168,30 @@ def clean_filename(stem: str) -> str:
     return " ".join(stem.replace("_", " ").split())
 
 
-def training_size(width: int, height: int, spec: DatasetSpec, alignment: int) -> tuple[int, int]:
-    """The (width, height) an image is trained at; both multiples of ``alignment``."""
+def plan_geometry(width: int, height: int, spec: DatasetSpec, alignment: int, rng: random.Random) -> Geometry:
+    """The training size, the intermediary size and the crop of an image (see the module docstring)."""
+    aspect = None
+    if spec.crop and spec.crop_aspect in ("closest", "random"):
+        aspect = bucket_aspect(width / height, spec.crop_aspect, spec.crop_aspect_buckets, rng)
+    size = training_size(width, height, spec, alignment, aspect)
+    resized = cover_size((width, height), size)
+    return Geometry(size, resized, crop_top_left(resized, size, spec.crop_style, rng))
+
+
+def bucket_aspect(own: float, mode: str, buckets: tuple[tuple[float, Optional[float]], ...], rng: random.Random) -> float:
+    """``closest``: the bucket aspect nearest the image's own; ``random``: a draw, weighted if the buckets are."""
+    aspects = [aspect for aspect, _weight in buckets]
+    if mode == "closest":
+        return min(aspects, key=lambda aspect: abs(aspect - own))
+    weights = [weight for _aspect, weight in buckets]
+    if None in weights:
+        return rng.choice(aspects)
+    return rng.choices(aspects, weights)[0]
+
+
+def training_size(width: int, height: int, spec: DatasetSpec, alignment: int, aspect: Optional[float] = None) -> tuple[int, int]:
+    """The (width, height) an image is trained at, both multiples of ``alignment``: a square with
+    ``crop_aspect: square``, else ``aspect`` (width/height; the image's own when None) at the resolution."""
 
     def snap(value: float) -> int:
         return max(alignment, int(round(value / alignment)) * alignment)
@@ -152,18 +202,37 @@ def training_size(width: int, height: int, spec: DatasetSpec, alignment: int) ->
         area = spec.resolution**2
     else:
         area = None
-    if spec.crop:
+    if spec.crop and spec.crop_aspect == "square":
         side = spec.resolution if area is None else math.sqrt(area)
         return snap(side), snap(side)
+    aspect = width / height if aspect is None else aspect
     if area is None:  # pixel: the shorter edge becomes the resolution
-        scale = spec.resolution / min(width, height)
-    else:
-        scale = math.sqrt(area / (width * height))
-    return snap(width * scale), snap(height * scale)
+        return (snap(spec.resolution * aspect), snap(spec.resolution)) if aspect >= 1 else (snap(spec.resolution), snap(spec.resolution / aspect))
+    return snap(math.sqrt(area * aspect)), snap(math.sqrt(area / aspect))
 
 
-def latent_cache_key(image_digest: str, size: tuple[int, int], crop: bool, identity: str) -> str:
-    text = f"{image_digest}|{size[0]}x{size[1]}|crop={crop}|{RESIZE_VERSION}|{identity}"
+def cover_size(original: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """The image scaled (aspect kept) to just cover ``size``: SimpleTuner's intermediary size."""
+    scale = max(size[0] / original[0], size[1] / original[1])
+    return max(size[0], round(original[0] * scale)), max(size[1], round(original[1] * scale))
+
+
+def crop_top_left(resized: tuple[int, int], size: tuple[int, int], style: str, rng: random.Random) -> tuple[int, int]:
+    """(top, left) of the ``size`` crop of an image scaled to ``resized``, by crop_style (SimpleTuner's
+    CenterCropping, CornerCropping and RandomCropping)."""
+    spare_x, spare_y = resized[0] - size[0], resized[1] - size[1]
+    if style in ("center", "centre"):
+        return spare_y // 2, spare_x // 2
+    if style == "corner":
+        return 0, 0
+    left = rng.randint(0, spare_x) if spare_x > 0 else 0
+    top = rng.randint(0, spare_y) if spare_y > 0 else 0
+    return top, left
+
+
+def latent_cache_key(image_digest: str, geometry: Geometry, identity: str) -> str:
+    (width, height), (rw, rh), (top, left) = geometry.size, geometry.resized, geometry.crop_top_left
+    text = f"{image_digest}|{width}x{height}|from={rw}x{rh}|at={top},{left}|{RESIZE_VERSION}|{identity}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

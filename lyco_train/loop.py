@@ -182,16 +182,22 @@ def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Ge
 
 
 def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Generator, scale: float) -> tuple[float, list[float]]:
-    """One micro-batch: draw noise and timesteps, predict, backward. Returns its loss and timesteps."""
+    """One micro-batch: draw noise levels and noise, predict, backward. Returns its loss and timesteps.
+
+    The loss is the mean over samples of each sample's mean squared error, weighted per sample where the
+    family weights it (min-SNR)."""
     options, family, device = parts.options, parts.family, parts.accelerator.device
-    latents, prompt_embeds, sources = load_batch(parts.data, indices, generator, options.caption_dropout_probability)
+    latents, prompt_embeds, conditioning, sources = load_batch(parts.data, indices, generator, options.caption_dropout_probability, family, options)
     count = latents.shape[0]
-    sigmas = family.sample_sigmas(options, count, generator)
-    noise = torch.randn(latents.shape, generator=generator)
-    latents, noise, prompt_embeds = latents.to(device), noise.to(device), prompt_embeds.to(device, parts.weight_dtype)
-    noisy = family.noisy_input(latents, noise, sigmas.to(device))
-    target = family.target(latents, noise)
-    timesteps = family.timesteps(sigmas)
+    levels = family.sample_noise_levels(options, latents, generator)
+    noise = family.sample_noise(options, latents, generator)
+    latents, noise, levels = latents.to(device), noise.to(device), levels.to(device)
+    prompt_embeds = {name: tensor.to(device, parts.weight_dtype) for name, tensor in prompt_embeds.items()}
+    conditioning = {name: tensor.to(device) for name, tensor in conditioning.items()}
+    noisy = family.noisy_input(options, latents, noise, levels)
+    target = family.target(options, latents, noise, levels)
+    weights = family.loss_weights(options, levels)
+    timesteps = family.timesteps(levels)
     # T-LoRA takes one rank mask per forward: samples with different timesteps go through one at a time.
     groups = [[i] for i in range(count)] if parts.adapter.tlora is not None and count > 1 else [list(range(count))]
     total = 0.0
@@ -199,30 +205,40 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
         with timestep_mask(parts.adapter, float(timesteps[group[0]])):
             with parts.accelerator.autocast():
                 prediction = family.predict(
-                    parts.denoiser, noisy[group].to(parts.weight_dtype), prompt_embeds[group], sigmas[group], options, generator
+                    parts.denoiser, noisy[group].to(parts.weight_dtype), {name: t[group] for name, t in prompt_embeds.items()},
+                    {name: t[group] for name, t in conditioning.items()}, levels[group], options, generator,
                 )
-            loss = F.mse_loss(prediction.float(), target[group].float())
+            error = F.mse_loss(prediction.float(), target[group].float(), reduction="none")
+            per_sample = error.mean(dim=tuple(range(1, error.ndim)))
+            loss = (per_sample * weights[group].float() if weights is not None else per_sample).mean()
             value = loss.item()
             if not math.isfinite(value):
-                raise NonFiniteLoss(f"loss is {value}", diagnose(latents, prompt_embeds, prediction, sources))
+                rows = [torch.cat([t[row].flatten().float() for t in prompt_embeds.values()]) for row in range(count)]
+                names = {id(module): name for name, module in parts.denoiser.named_modules()}
+                adapted = [names.get(id(lora.org_module[0]), lora.lora_name) for lora in parts.adapter.network.loras]
+                hazards = family.nan_hazards(parts.adapter.config, adapted)  # named first: the family's known causes
+                raise NonFiniteLoss(f"loss is {value}", hazards + diagnose(latents, rows, prediction, sources))
             parts.accelerator.backward(loss * (len(group) / count) * scale)
         total += value * len(group) / count
     return total, [float(t) for t in timesteps]
 
 
-def load_batch(plan: DataPlan, indices: list[int], generator: torch.Generator, dropout: float):
-    """Cached latents and prompt embeddings of a batch; a caption is drawn per sample, and dropped (the
-    empty prompt) with probability ``caption_dropout_probability``."""
-    latents, embeds, sources = [], [], []
+def load_batch(plan: DataPlan, indices: list[int], generator: torch.Generator, dropout: float, family: Family, options: TrainingOptions):
+    """Cached latents and prompt embeddings of a batch, and the family's per-sample conditioning (SDXL: sizes
+    and crop); a caption is drawn per sample, and dropped (the empty prompt) with probability
+    ``caption_dropout_probability``. Embeddings are stacked by name."""
+    latents, embeds, sources, samples = [], [], [], []
     for index in indices:
         sample = plan.samples[index]
         caption = sample.captions[int(torch.randint(len(sample.captions), (1,), generator=generator))]
         if dropout > 0 and float(torch.rand(1, generator=generator)) < dropout:
             caption = ""
         latents.append(caching.read_tensor(sample.latent_file, "latents"))
-        embeds.append(caching.read_tensor(plan.prompt_files[caption], "prompt_embeds"))
+        embeds.append(caching.read_tensors(plan.prompt_files[caption]))
         sources.append((sample.latent_file, plan.prompt_files[caption], sample.path))
-    return torch.stack(latents), torch.stack(embeds), sources
+        samples.append(sample)
+    stacked = {name: torch.stack([embed[name] for embed in embeds]) for name in embeds[0]}
+    return torch.stack(latents), stacked, family.sample_conditioning(samples, options), sources
 
 
 def gradient_norm(params: list) -> float:

@@ -76,6 +76,41 @@ class TrainingOptions:
     cache_dir_vae: str = ""
     tokenizer_max_length: Optional[int] = None
     vae_dtype: Literal["default", "fp32", "fp16", "bf16"] = "bf16"
+    # the DDPM objective (SDXL); SimpleTuner ignores these for flow-matching families, and so does lyco train
+    prediction_type: Optional[Literal["epsilon", "v_prediction", "sample", "flow_matching"]] = None
+    snr_gamma: Optional[int] = None
+    offset_noise: bool = False
+    noise_offset: float = 0.1
+    noise_offset_probability: float = 0.25
+    rescale_betas_zero_snr: bool = False
+    training_scheduler_timestep_spacing: Literal["leading", "linspace", "trailing"] = "trailing"
+    disable_segmented_timestep_sampling: bool = False
+    timestep_bias_strategy: Optional[Literal["earlier", "later", "range", "none"]] = None
+    timestep_bias_multiplier: float = 1.0
+    timestep_bias_portion: float = 0.25
+    timestep_bias_begin: int = 0
+    timestep_bias_end: int = 1000
+    # FLUX.1 schnell
+    flux_fast_schedule: bool = False
+    disable_assistant_lora: bool = False
+
+    @property
+    def weight_dtype_name(self) -> str:
+        """The dtype the frozen base model and the text encoders run in: ``bf16`` under ``mixed_precision: bf16``,
+        else ``fp32`` (the adapter itself is always float32). The one home of this rule."""
+        return "bf16" if self.mixed_precision == "bf16" else "fp32"
+
+    @property
+    def vae_dtype_name(self) -> str:
+        """The VAE's dtype: ``vae_dtype``, where ``default`` means bf16 as in SimpleTuner (helpers/models/common.py)."""
+        return "bf16" if self.vae_dtype == "default" else self.vae_dtype
+
+
+def torch_dtype(name: str):
+    """``bf16``/``fp16``/``fp32`` as a torch dtype (torch is imported here, not when options are read)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def _kind(hint: object) -> object:

@@ -41,7 +41,7 @@ def inputs(seed=0, batch=1):
 
 
 def forward(model, latents, embeds, sigma=0.5):
-    return flux2.predict(model, latents, embeds, torch.full((latents.shape[0],), sigma), TrainingOptions(), None)
+    return flux2.predict(model, latents, {"prompt_embeds": embeds}, {}, torch.full((latents.shape[0],), sigma), TrainingOptions(), None)
 
 
 def build(pipeline, lycoris_config, seed=0):

@@ -31,9 +31,16 @@ def fake_model(tmp_path):
     transformer's (the lint gate builds it on the meta device to check the LyCORIS config)."""
     folder = tmp_path / "model"
     (folder / "vae").mkdir(parents=True)
-    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [8, 16]}))
+    (folder / "vae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLFlux2", "block_out_channels": [8, 16]}))
     (folder / "transformer").mkdir()
     (folder / "transformer" / "config.json").write_text(json.dumps(TINY_TRANSFORMER_CONFIG))
+    for component in ("text_encoder", "tokenizer"):
+        (folder / component).mkdir()
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "Flux2KleinPipeline", "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"], "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+        "tokenizer": ["transformers", "Qwen2TokenizerFast"], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    }))
     return folder
 
 
@@ -160,8 +167,15 @@ def test_options_lyco_cannot_train_with_are_errors(tmp_path, fake_model, options
         ({"caption_strategy": "parquet"}, "caption_strategy 'parquet'"),
         ({"caption_strategy": "instance_prompt"}, "write 'instanceprompt'"),
         ({"caption_strategy": "instanceprompt"}, "needs 'instance_prompt'"),
-        ({"crop": True}, "crop_style 'random' \\(SimpleTuner default\\)"),
-        ({"crop": True, "crop_style": "center", "crop_aspect": "preserve"}, "crop_aspect 'preserve'"),
+        ({"crop": True, "crop_style": "face"}, "crop_style 'face' needs SimpleTuner's face detector.*use \"random\""),
+        ({"crop_style": "random|center|corner"}, "crop_style \"random\\|center\\|corner\" is not one of random, corner, center, centre, face"),
+        ({"crop": True, "crop_aspect": "square|preserve"}, "crop_aspect \"square\\|preserve\" is not one of square, preserve, random, closest"),
+        ({"crop": True, "crop_aspect": "random"}, "crop_aspect 'random' needs crop_aspect_buckets"),
+        ({"crop": True, "crop_aspect": "closest", "crop_aspect_buckets": []}, "crop_aspect 'closest' needs crop_aspect_buckets"),
+        ({"crop": True, "crop_aspect": "random", "crop_aspect_buckets": [{"aspect_bucket": 1.0, "weight": 1.0}]}, "its\ncode reads 'aspect'|code reads 'aspect'"),
+        ({"crop": True, "crop_aspect": "random", "crop_aspect_buckets": [{"aspect": 1.0, "weight": 0.3}, {"aspect": 1.5, "weight": 0.3}]}, "weights must add up to 1"),
+        ({"crop": True, "crop_aspect": "random", "crop_aspect_buckets": [1.0, {"aspect": 1.5, "weight": 1.0}]}, "mixes numbers and objects"),
+        ({"crop": True, "crop_aspect": "closest", "crop_aspect_buckets": [0]}, "not a positive aspect ratio"),
         ({"repeats": -1}, "repeats"),
     ],
 )

@@ -45,8 +45,9 @@ def contract_problems(family: object) -> list[str]:
 def test_the_protocol_lists_the_members_the_trainer_needs():
     assert set(protocol_members()) == {
         "name", "num_train_timesteps", "flavour", "model_root", "check", "pixel_multiple", "latent_identity",
-        "text_identity", "load_denoiser", "load_vae", "load_text_encoder", "encode_images", "encode_prompts",
-        "sample_sigmas", "noisy_input", "target", "timesteps", "predict",
+        "text_identity", "nan_hazards", "load_denoiser", "load_vae", "load_text_encoder", "encode_images",
+        "encode_prompts", "sample_conditioning", "sample_noise_levels", "sample_noise", "noisy_input", "target",
+        "loss_weights", "timesteps", "predict",
     }
     undocumented = [name for name, value in protocol_members().items() if not (inspect.getdoc(value) or "").strip()]
     assert not undocumented
@@ -107,5 +108,5 @@ def test_flux2_refuses_a_flavour_it_does_not_have():
 
 
 def test_an_unsupported_family_is_a_config_error_naming_the_supported_ones():
-    with pytest.raises(ConfigError, match="model_family 'sdxl' is not supported by lyco train yet; supported: flux2"):
-        get_family("sdxl")
+    with pytest.raises(ConfigError, match="model_family 'sd3' is not supported by lyco train yet; supported: flux2"):
+        get_family("sd3")

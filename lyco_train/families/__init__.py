@@ -1,9 +1,11 @@
 """Model families: everything that differs between the models lyco train trains, one class per family.
 
 The contract is the :class:`~.base.Family` protocol; each family is one module with one class
-implementing it (``flux2.py``: :class:`~.flux2.Flux2`). ``FAMILIES`` maps a ``model_family`` name to its
-family object. To add a family (SDXL, FLUX.1): write ``<name>.py`` with a class implementing ``Family``
-and register an instance below; ``tests/test_train_families.py`` checks it against the protocol.
+implementing it (``flux2.py``: :class:`~.flux2.Flux2`, ``flux.py``: :class:`~.flux.Flux` for FLUX.1,
+``sdxl.py``: :class:`~.sdxl.SDXL`); ``components.py`` holds what they share about model folders.
+``FAMILIES`` maps a ``model_family`` name to its family object. To add a family: write ``<name>.py`` with a
+class implementing ``Family``, register an instance below and its pipeline classes in
+``components.PIPELINES``; ``tests/test_train_families.py`` checks it against the protocol.
 """
 
 from __future__ import annotations

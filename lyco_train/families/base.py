@@ -5,15 +5,28 @@ first group is torch-free (the data plan and ``--dry-run`` use it); the loaders,
 objective import torch, diffusers or transformers inside the methods that need them.
 
 Tensors are torch tensors; ``options`` is the run's :class:`~lyco_train.options.TrainingOptions`.
+
+Three kinds of model input pass through the trainer:
+
+* latents: one tensor per image (``encode_images``), cached per image;
+* prompt embeddings: a dict of named tensors per prompt (``encode_prompts``; FLUX.2 ``prompt_embeds``,
+  SDXL ``prompt_embeds`` + ``pooled_prompt_embeds``), cached per prompt, stacked per batch by name;
+* per-sample conditioning the data plan provides (``sample_conditioning``: SDXL's add_time_ids from each
+  sample's original size, crop and target size), a dict of named tensors with one row per sample.
+
+Noise levels: each family draws its own (``sample_noise_levels``): flow matching draws σ in [0, 1], the DDPM
+objective integer timesteps; ``timesteps`` puts them on the 0 to ``num_train_timesteps`` scale for the
+T-LoRA mask and the metrics.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
 
+    from ..data import Sample
     from ..options import TrainingOptions
 
 
@@ -38,7 +51,8 @@ class Family(Protocol):
         """Where the pipeline is loaded from: ``pretrained_model_name_or_path`` or the flavour's hub id."""
 
     def check(self, options: TrainingOptions) -> None:
-        """Raise :class:`~lyco_train.config.ConfigError` (with the fix) for flavours or options it cannot train."""
+        """Raise :class:`~lyco_train.config.ConfigError` (with the fix) for flavours or options it cannot train,
+        and for a local model folder that is not this family's pipeline (read from its JSON files only)."""
 
     def pixel_multiple(self, options: TrainingOptions) -> int:
         """Image sides must be multiples of this (the VAE's downscale times any patching)."""
@@ -48,6 +62,10 @@ class Family(Protocol):
 
     def text_identity(self, options: TrainingOptions) -> str:
         """What the cached prompt embeddings depend on (text encoders, tokenizers, layers, length, dtype)."""
+
+    def nan_hazards(self, lycoris_config: dict[str, Any], adapted: Sequence[str]) -> list[str]:
+        """Known causes of a non-finite loss in this family that the run's LyCORIS config has (``adapted``: the
+        module paths LyCORIS adapted); the stop message names them first. Empty when there are none."""
 
     # -- components (torch from here on) -------------------------------------------------------------
 
@@ -63,29 +81,41 @@ class Family(Protocol):
     def encode_images(self, vae: Any, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels (B, 3, H, W) in [-1, 1] -> the latents the denoiser trains on, float32."""
 
-    def encode_prompts(self, text_encoder: Any, prompts: list[str], options: TrainingOptions) -> torch.Tensor:
-        """Prompts -> one prompt embedding per prompt (B, ...), as the family's pipeline computes them."""
+    def encode_prompts(self, text_encoder: Any, prompts: list[str], options: TrainingOptions) -> dict[str, torch.Tensor]:
+        """Prompts -> named embeddings, each with one row per prompt (B, ...), as the family's pipeline computes
+        them."""
+
+    def sample_conditioning(self, samples: Sequence[Sample], options: TrainingOptions) -> dict[str, torch.Tensor]:
+        """Per-sample conditioning from the data plan (sizes, crop), each tensor with one row per sample; {} for
+        families that take none."""
 
     # -- the objective --------------------------------------------------------------------------------
 
-    def sample_sigmas(self, options: TrainingOptions, count: int, generator: torch.Generator) -> torch.Tensor:
-        """One noise level per sample, drawn from ``generator``."""
+    def sample_noise_levels(self, options: TrainingOptions, latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One noise level per sample of ``latents`` (B, C, H, W), drawn from ``generator``."""
 
-    def noisy_input(self, latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    def sample_noise(self, options: TrainingOptions, latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The noise added to ``latents``, drawn from ``generator`` (offset noise included where it applies)."""
+
+    def noisy_input(self, options: TrainingOptions, latents: torch.Tensor, noise: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
         """The latents noised to each sample's noise level."""
 
-    def target(self, latents: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """What the denoiser learns to predict (the loss is its mean squared error)."""
+    def target(self, options: TrainingOptions, latents: torch.Tensor, noise: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        """What the denoiser learns to predict."""
 
-    def timesteps(self, sigmas: torch.Tensor) -> torch.Tensor:
+    def loss_weights(self, options: TrainingOptions, levels: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample weights of the squared error (min-SNR), or None for equal weights."""
+
+    def timesteps(self, levels: torch.Tensor) -> torch.Tensor:
         """Each noise level on the 0 to ``num_train_timesteps`` scale."""
 
     def predict(
         self,
         denoiser: torch.nn.Module,
         noisy_latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        sigmas: torch.Tensor,
+        prompt_embeds: dict[str, torch.Tensor],
+        conditioning: dict[str, torch.Tensor],
+        levels: torch.Tensor,
         options: TrainingOptions,
         generator: torch.Generator,
     ) -> torch.Tensor:

@@ -17,15 +17,11 @@ need them, so the data plan stays light.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-from typing import Any
-
-from lyco_lint.knowledge.families import family as family_facts
+from typing import Any, Sequence
 
 from ..config import ConfigError
-from ..options import TrainingOptions
+from ..options import TrainingOptions, torch_dtype
+from . import components
 
 HUB_IDS = {
     "klein-4b": "black-forest-labs/FLUX.2-klein-base-4B",
@@ -47,29 +43,34 @@ class Flux2:
     # -- paths, identity, checks (no torch) --------------------------------------------------------------
 
     def flavour(self, options: TrainingOptions) -> str:
-        return options.model_flavour or _facts().default_flavour
+        return options.model_flavour or components.facts(self.name).default_flavour
 
     def model_root(self, options: TrainingOptions) -> str:
         return options.pretrained_model_name_or_path or HUB_IDS[self.flavour(options)]
 
     def check(self, options: TrainingOptions) -> None:
-        name = self.flavour(options)
-        if name not in _facts().flavours:
-            raise ConfigError(f"model_flavour '{name}' is not a flux2 flavour; choose one of {', '.join(_facts().flavours)}")
+        components.check_flavour(self.name, self.flavour(options))
         if options.flow_schedule_auto_shift:
             raise ConfigError("flow_schedule_auto_shift is not implemented for flux2; remove it and set flow_schedule_shift (SimpleTuner's default is 3.0)")
+        if options.prediction_type not in (None, "flow_matching"):
+            raise ConfigError(f"prediction_type '{options.prediction_type}': FLUX.2 trains with flow matching (SimpleTuner ignores prediction_type for it); remove it")
         if options.tokenizer_max_length is not None and options.tokenizer_max_length < 1:
             raise ConfigError(f"tokenizer_max_length must be positive, got {options.tokenizer_max_length}")
+        folder = {"transformer": components.denoiser_class(self.name), "vae": "AutoencoderKLFlux2", "text_encoder": None, "tokenizer": None}
+        if options.pretrained_transformer_model_name_or_path:
+            folder.pop("transformer")  # loaded from there instead
+        components.check_model_folder(self.name, options, self.model_root(options), folder)
+        components.check_transformer_folder(self.name, options)
 
     def pixel_multiple(self, options: TrainingOptions) -> int:
         """The VAE's downscale × 2 (the pixel shuffle)."""
-        vae_config = self._local_json(options, "vae", "config.json")
+        vae_config = components.local_json(self.model_root(options), "vae", "config.json")
         if vae_config is None:
             return DEFAULT_PIXEL_MULTIPLE
         return 2 ** (len(vae_config.get("block_out_channels", (0, 0, 0, 0))) - 1) * 2
 
     def latent_identity(self, options: TrainingOptions) -> str:
-        return f"flux2-latents|{self._component_identity(options, 'vae')}|dtype={vae_dtype_name(options)}"
+        return f"flux2-latents|{self._component_identity(options, 'vae')}|dtype={options.vae_dtype_name}"
 
     def text_identity(self, options: TrainingOptions) -> str:
         parts = (
@@ -78,9 +79,12 @@ class Flux2:
             self._component_identity(options, "tokenizer"),
             f"layers={','.join(map(str, self._text_encoder_layers(options)))}",
             f"max_length={max_sequence_length(options)}",
-            f"dtype={weight_dtype_name(options)}",
+            f"dtype={options.weight_dtype_name}",
         )
         return "|".join(parts)
+
+    def nan_hazards(self, lycoris_config: dict[str, Any], adapted: Sequence[str]) -> list[str]:
+        return []
 
     def _uses_mistral(self, options: TrainingOptions) -> bool:
         """FLUX.2 [dev] encodes prompts with Mistral 3; the [klein] flavours with Qwen3."""
@@ -89,26 +93,8 @@ class Flux2:
     def _text_encoder_layers(self, options: TrainingOptions) -> tuple[int, ...]:
         return DEV_TEXT_ENCODER_LAYERS if self._uses_mistral(options) else KLEIN_TEXT_ENCODER_LAYERS
 
-    def _local_json(self, options: TrainingOptions, subfolder: str, name: str) -> dict[str, Any] | None:
-        path = Path(self.model_root(options)).expanduser() / subfolder / name
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-
     def _component_identity(self, options: TrainingOptions, subfolder: str) -> str:
-        """Content identity of a component: its config files and weight file sizes (hashing multi-GB weights on
-        every start would cost more than it saves); a hub id with its revision when not a local folder."""
-        root = self.model_root(options)
-        folder = Path(root).expanduser() / subfolder
-        if not folder.is_dir():
-            return f"{root}@{options.revision or 'main'}/{subfolder}"
-        digest = hashlib.sha256()
-        for path in sorted(folder.iterdir()):
-            if path.suffix in (".json", ".jinja", ".txt", ".model"):
-                digest.update(path.name.encode() + b"\0" + path.read_bytes())
-            elif path.is_file():
-                digest.update(f"{path.name}:{path.stat().st_size}".encode())
-        return f"{subfolder}:{digest.hexdigest()[:32]}"
+        return components.component_identity(self.model_root(options), subfolder, options.revision)
 
     # -- loading (torch from here on) ----------------------------------------------------------------------
 
@@ -116,8 +102,7 @@ class Flux2:
         from diffusers import Flux2Transformer2DModel
 
         root = options.pretrained_transformer_model_name_or_path or self.model_root(options)
-        subfolder = options.pretrained_transformer_subfolder
-        subfolder = None if subfolder in (None, "", "none") else subfolder
+        subfolder = components.transformer_subfolder(options)
         return Flux2Transformer2DModel.from_pretrained(
             root, subfolder=subfolder, torch_dtype=dtype, revision=options.revision, variant=options.variant
         ).to(device)
@@ -125,7 +110,7 @@ class Flux2:
     def load_vae(self, options: TrainingOptions, device):
         from diffusers import AutoencoderKLFlux2
 
-        dtype = torch_dtype(vae_dtype_name(options))
+        dtype = torch_dtype(options.vae_dtype_name)
         vae = AutoencoderKLFlux2.from_pretrained(
             self.model_root(options), subfolder="vae", torch_dtype=dtype, revision=options.revision, variant=options.variant
         )
@@ -134,7 +119,7 @@ class Flux2:
     def load_text_encoder(self, options: TrainingOptions, device):
         """(tokenizer or processor, text model) in the training dtype: Qwen3 for [klein], Mistral 3 for [dev]."""
         root, revision = self.model_root(options), options.revision
-        dtype = torch_dtype(weight_dtype_name(options))
+        dtype = torch_dtype(options.weight_dtype_name)
         common = {"subfolder": "text_encoder", "revision": revision, "variant": options.variant, "dtype": dtype}
         if self._uses_mistral(options):
             from transformers import AutoProcessor, Mistral3ForConditionalGeneration
@@ -168,7 +153,7 @@ class Flux2:
         return ((latents - mean) / std).float()
 
     def encode_prompts(self, text_encoder, prompts: list[str], options: TrainingOptions):
-        """Prompts -> (B, L, 3·hidden) embeddings, as the FLUX.2 pipelines compute them."""
+        """Prompts -> {"prompt_embeds": (B, L, 3·hidden)}, as the FLUX.2 pipelines compute them."""
         import torch
 
         tokenizer, model = text_encoder
@@ -177,11 +162,12 @@ class Flux2:
             from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
 
             with torch.no_grad():
-                return Flux2Pipeline._get_mistral_3_small_prompt_embeds(
+                embeds = Flux2Pipeline._get_mistral_3_small_prompt_embeds(
                     model, tokenizer, prompts, dtype=model.dtype, device=model.device,
                     max_sequence_length=max_sequence_length(options), system_message=SYSTEM_MESSAGE,
                     hidden_states_layers=DEV_TEXT_ENCODER_LAYERS,
                 )
+            return {"prompt_embeds": embeds}
         texts = [
             tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
@@ -198,48 +184,56 @@ class Flux2:
             )
         stacked = torch.stack([output.hidden_states[k] for k in KLEIN_TEXT_ENCODER_LAYERS], dim=1)  # (B, 3, L, D)
         batch, layers, length, hidden = stacked.shape
-        return stacked.permute(0, 2, 1, 3).reshape(batch, length, layers * hidden)
+        return {"prompt_embeds": stacked.permute(0, 2, 1, 3).reshape(batch, length, layers * hidden)}
+
+    def sample_conditioning(self, samples: Sequence[Any], options: TrainingOptions) -> dict:
+        return {}  # FLUX.2 takes no per-sample conditioning: sizes come from the latents' shape
 
     # -- the objective: rectified flow (flow.py) ---------------------------------------------------------
 
-    def sample_sigmas(self, options: TrainingOptions, count: int, generator):
+    def sample_noise_levels(self, options: TrainingOptions, latents, generator):
         from .. import flow
 
-        return flow.sample_sigmas(
-            count,
-            generator,
-            shift=options.flow_schedule_shift,
-            sigmoid_scale=options.flow_sigmoid_scale,
-            uniform=options.flow_use_uniform_schedule,
-        )
+        return flow.sample_sigmas(options, latents.shape[0], generator)
 
-    def noisy_input(self, latents, noise, sigmas):
+    def sample_noise(self, options: TrainingOptions, latents, generator):
+        import torch
+
+        return torch.randn(latents.shape, generator=generator)
+
+    def noisy_input(self, options: TrainingOptions, latents, noise, levels):
         from ..flow import noisy_input
 
-        return noisy_input(latents, noise, sigmas)
+        return noisy_input(latents, noise, levels)
 
-    def target(self, latents, noise):
+    def target(self, options: TrainingOptions, latents, noise, levels):
         from ..flow import velocity_target
 
         return velocity_target(latents, noise)
 
-    def timesteps(self, sigmas):
-        """The 0–1000 timestep of each σ."""
-        return sigmas * self.num_train_timesteps
+    def loss_weights(self, options: TrainingOptions, levels):
+        return None
 
-    def predict(self, denoiser, noisy_latents, prompt_embeds, sigmas, options: TrainingOptions, generator):
+    def timesteps(self, levels):
+        """The 0–1000 timestep of each σ."""
+        return levels * self.num_train_timesteps
+
+    def predict(self, denoiser, noisy_latents, prompt_embeds, conditioning, levels, options: TrainingOptions, generator):
         """The transformer's velocity for latents (B, C, H, W); returns the same shape."""
         import torch
 
+        from ..flow import guidance
+
+        embeds = prompt_embeds["prompt_embeds"]
         batch, channels, height, width = noisy_latents.shape
         tokens = noisy_latents.reshape(batch, channels, height * width).permute(0, 2, 1)
         device = noisy_latents.device
         img_ids = torch.cartesian_prod(torch.arange(1), torch.arange(height), torch.arange(width), torch.arange(1)).to(device)
-        txt_ids = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1), torch.arange(prompt_embeds.shape[1])).to(device)
+        txt_ids = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1), torch.arange(embeds.shape[1])).to(device)
         output = denoiser(
             hidden_states=tokens,
-            encoder_hidden_states=prompt_embeds,
-            timestep=sigmas.to(device),
+            encoder_hidden_states=embeds,
+            timestep=levels.to(device),
             img_ids=img_ids.unsqueeze(0).expand(batch, -1, -1),
             txt_ids=txt_ids.unsqueeze(0).expand(batch, -1, -1),
             guidance=guidance(denoiser, options, batch, generator),
@@ -251,30 +245,8 @@ class Flux2:
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
-def _facts():
-    """SimpleTuner's facts about flux2 (flavours, default flavour) from lyco_lint's family data."""
-    facts = family_facts(Flux2.name)
-    if facts is None:
-        raise ConfigError("lyco_lint's family data (lyco_lint/data/families.json) has no flux2 entry; reinstall lyco")
-    return facts
-
-
 def max_sequence_length(options: TrainingOptions) -> int:
     return options.tokenizer_max_length or MAX_SEQUENCE_LENGTH
-
-
-def weight_dtype_name(options: TrainingOptions) -> str:
-    return "bf16" if options.mixed_precision == "bf16" else "fp32"
-
-
-def vae_dtype_name(options: TrainingOptions) -> str:
-    return weight_dtype_name(options) if options.vae_dtype == "default" else options.vae_dtype
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def patchify(latents):
@@ -282,17 +254,3 @@ def patchify(latents):
     b, c, h, w = latents.shape
     latents = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
     return latents.reshape(b, c * 4, h // 2, w // 2)
-
-
-def guidance(denoiser, options: TrainingOptions, batch: int, generator):
-    """The guidance input of guidance-distilled transformers (SimpleTuner's flux_guidance_*); None for Klein."""
-    import torch
-
-    if not getattr(denoiser.config, "guidance_embeds", False):
-        return None
-    if options.flux_guidance_mode == "random-range":
-        low, high = options.flux_guidance_min, options.flux_guidance_max
-        values = low + (high - low) * torch.rand(batch, generator=generator)
-    else:
-        values = torch.full((batch,), float(options.flux_guidance_value))
-    return values.to(next(denoiser.parameters()).device)
