@@ -53,6 +53,7 @@ class Edit:
     pointer: str
     at: str  # "key", "value" or "member"
     replacement: str = ""
+    index: Optional[int] = None  # "member": which member of the object (duplicate keys share a pointer)
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ def replace_value(pointer: str, value: Any) -> Edit:
     return Edit(pointer, "value", json.dumps(value, ensure_ascii=False))
 
 
-def delete_member(pointer: str) -> Edit:
-    return Edit(pointer, "member")
+def delete_member(pointer: str, index: Optional[int] = None) -> Edit:
+    return Edit(pointer, "member", index=index)
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,12 @@ def lint_command(
     family: Optional[str] = typer.Option(None, "--family", help="Model family for LyCORIS configs not reached through a training config (flux2, sdxl, ...)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print findings only, no summary line."),
     model: Optional[str] = typer.Option(None, "--model", help="Check against the real model, built on the meta device (no weights read): a diffusers folder, a hub id (config only, cache first) or 'auto' (the training config's pretrained_model_name_or_path)."),
+    fix: bool = typer.Option(False, "--fix", help="Apply the safe fixes (the files mean the same to LyCORIS and SimpleTuner), then report what remains."),
+    unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="With --fix or --diff, also apply unsafe fixes (they change behaviour to what the file evidently meant: a typo, \"false\")."),
+    diff: bool = typer.Option(False, "--diff", help="Print the fixes as a unified diff and write nothing (exit 1 when there is something to fix)."),
 ) -> None:
     """Check config files and report problems with their line and column."""
-    from .engine import Options, UsageError, exit_status, lint_paths
+    from .engine import Options, UsageError, exit_status, lint_and_fix, lint_paths
     from .reporters import FORMATS, report
     from .rules import load_rules
 
@@ -79,14 +82,25 @@ def lint_command(
     for prefix in selected + ignored:
         if not any(code.startswith(prefix) for code in rules):
             raise _fail(f"'{prefix}' matches no rule code; see `lyco explain` for the list")
+    options = Options(family=family, select=selected, ignore=ignored, model=model)
     try:
-        result = lint_paths(paths, Options(family=family, select=selected, ignore=ignored, model=model))
+        if fix or diff:
+            result, changes = lint_and_fix(paths, options, unsafe=unsafe_fixes, write=not diff)
+        else:
+            result, changes = lint_paths(paths, options), []
+            result.unsafe_fixes = unsafe_fixes
     except UsageError as error:
         raise _fail(str(error))
     except OSError as error:
         raise _fail(f"cannot read {error.filename}: {error.strerror}")
-    report(result, output_format, sys.stdout, quiet=quiet)
-    status = exit_status(result.findings, strict)
+    if diff:
+        sys.stdout.write("".join(change.diff() for change in changes))
+        fixes = sum(change.fixed for change in changes)
+        sys.stderr.write(f"lyco: would fix {fixes} problem{'s' if fixes != 1 else ''} in {len(changes)} file{'s' if len(changes) != 1 else ''}\n" if changes else "lyco: nothing to fix\n")
+        status = 1 if changes else 0
+    else:
+        report(result, output_format, sys.stdout, quiet=quiet)
+        status = exit_status(result.findings, strict)
     if model:
         _end(status)
     raise typer.Exit(status)

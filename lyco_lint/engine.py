@@ -10,6 +10,7 @@ from typing import Iterable, Optional, Sequence
 
 from .catalog import WEIGHTS, Hit, Rule, Severity
 from .documents import DATASET, LYCORIS, TRAINING, UNKNOWN, Document, LintContext, config_like_name
+from .fixes import FindingFix, resolve as resolve_fix
 from .knowledge.training_view import (
     model_family,
     options as training_options,
@@ -40,9 +41,11 @@ class Finding:
     message: str
     pointer: str
     tensor: Optional[str] = None
+    fix: Optional[FindingFix] = None  # the edits that resolve it (lyco lint --fix), when its rule knows them
 
     def as_dict(self) -> dict:
         located = {} if self.tensor is None else {"tensor": self.tensor}
+        located["fix"] = self.fix.as_dict() if self.fix is not None else None
         return {
             "file": self.file,
             "line": self.line,
@@ -76,6 +79,8 @@ class LintResult:
     findings: list[Finding] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # display path -> text, for code frames
+    fixed: int = 0  # findings `--fix` fixed before this run (they are gone from `findings`)
+    unsafe_fixes: bool = False  # whether unsafe fixes count as applicable (`--unsafe-fixes`): marks and hints
 
 
 class UsageError(Exception):
@@ -250,6 +255,38 @@ def attach_weights_model(inspection, spec: str, built_models: dict) -> None:
         inspection.engine_hits.append((MODEL_UNAVAILABLE, Hit("", message, at="tensor")))
 
 
+# ruff's limit: fixes that overlap an edit of the same pass wait for the next one; a rule whose fix keeps
+# finding something to change must not loop forever.
+MAX_FIX_PASSES = 10
+
+
+def lint_and_fix(paths: Iterable[str], options: Optional[Options] = None, *, unsafe: bool = False, write: bool = True):
+    """``lyco lint --fix``: lint, apply the applicable fixes, write the files, lint again until nothing is left to
+    fix. Returns the last lint result (what remains; ``fixed`` counts what was fixed) and the changes made, one
+    ``fixes.FixedFile`` per file (the first text read and the last one written). With ``write=False`` (``--diff``)
+    one pass is computed and nothing is written."""
+    from .fixes import FixedFile, fixed_files
+
+    changes: dict[Path, FixedFile] = {}
+    fixed = 0
+    result = lint_paths(paths, options)
+    for _ in range(MAX_FIX_PASSES):
+        pending = fixed_files(result.findings, result.documents, unsafe)
+        if not pending:
+            break
+        for change in pending:
+            first = changes.get(change.path)
+            changes[change.path] = replace(change, before=first.before, fixed=first.fixed + change.fixed) if first else change
+            fixed += change.fixed
+            if write:
+                change.write()
+        if not write:
+            break
+        result = lint_paths(paths, options)
+    result.fixed, result.unsafe_fixes = fixed if write else 0, unsafe
+    return result, list(changes.values())
+
+
 def _looks_like_a_config(document: Document) -> bool:
     """Whether a file found by walking a folder is one of ours: recognised by its keys, or, when it cannot be
     read or parsed, by its name (config.json, *lycoris*.json, *multidatabackend*.json), so that a broken config
@@ -322,7 +359,8 @@ def lint_document(document: Document, options: Optional[Options] = None) -> list
         target = hit.document or document
         span = target.locate(hit.pointer, hit.at)
         location = (span.line, span.column, span.end_line, span.end_column)
-        findings.append(_finding(entry, target.display_path, location, hit.message, hit.pointer, hit.severity))
+        finding = _finding(entry, target.display_path, location, hit.message, hit.pointer, hit.severity)
+        findings.append(replace(finding, fix=resolve_fix(target, hit.fix)) if hit.fix is not None else finding)
     return findings
 
 

@@ -58,11 +58,32 @@ def _summary(result: LintResult) -> str:
     counts = Counter(finding.severity.value for finding in result.findings)
     files = len(result.documents)
     checked = f"{files} file{'s' if files != 1 else ''}"
+    fixed = f"Fixed {result.fixed} problem{'s' if result.fixed != 1 else ''}. " if result.fixed else ""
     if not result.findings:
-        return f"All checks passed ({checked})."
+        return f"{fixed}All checks passed ({checked})."
     parts = [f"{counts[level]} {level}{'s' if counts[level] != 1 else ''}" for level in ("error", "warning", "info") if counts[level]]
     total = len(result.findings)
-    return f"Found {total} problem{'s' if total != 1 else ''} ({', '.join(parts)}) in {checked}."
+    summary = f"{fixed}Found {total} problem{'s' if total != 1 else ''} ({', '.join(parts)}) in {checked}."
+    return summary + _fix_hint(result)
+
+
+def _fix_hint(result: LintResult) -> str:
+    """ruff's hint: how many findings --fix would fix, and how many more --unsafe-fixes would."""
+    from .fixes import fixable_counts
+
+    applicable, hidden = fixable_counts(result.findings, result.unsafe_fixes)
+    hint = ""
+    if applicable:
+        flags = "--fix --unsafe-fixes" if result.unsafe_fixes else "--fix"
+        hint = f"\n[*] {applicable} fixable with `lyco lint {flags}`"
+    if hidden:
+        hint += f"{' ' if hint else chr(10)}({hidden} more with `--unsafe-fixes`)"
+    return hint
+
+
+def _mark(finding: Finding, result: LintResult) -> str:
+    """`[*] ` for a finding `lyco lint --fix` would fix (with --unsafe-fixes, unsafe fixes count too)."""
+    return "[*] " if finding.fix is not None and finding.fix.applies(result.unsafe_fixes) else ""
 
 
 def _where(finding: Finding) -> str:
@@ -72,9 +93,9 @@ def _where(finding: Finding) -> str:
     return f":{finding.line}:{finding.column}"
 
 
-def _headline(finding: Finding) -> str:
+def _headline(finding: Finding, mark: str = "") -> str:
     return (
-        f"{printable(finding.file)}{_where(finding)}: {finding.code} [{finding.severity.value}] "
+        f"{printable(finding.file)}{_where(finding)}: {finding.code} {mark}[{finding.severity.value}] "
         f"{printable(finding.message)} ({finding.name})"
     )
 
@@ -85,7 +106,7 @@ def _text(result: LintResult, stream: TextIO, quiet: bool, color: bool | None) -
         _rich_text(result, stream, quiet, color)
         return
     for finding in result.findings:
-        stream.write(_headline(finding) + "\n")
+        stream.write(_headline(finding, _mark(finding, result)) + "\n")
     if not quiet:
         stream.write(_summary(result) + "\n")
 
@@ -109,6 +130,8 @@ def _rich_text(result: LintResult, stream: TextIO, quiet: bool, color: bool | No
             line.append(where, style="dim")
             line.append(" ")
         line.append(finding.code, style=_STYLES[finding.severity.value])
+        if _mark(finding, result):
+            line.append(" [*]", style="bold")
         line.append(f" [{finding.severity.value}] ", style=_STYLES[finding.severity.value])
         line.append(printable(finding.message))
         line.append(f" ({finding.name})", style="dim")
@@ -192,12 +215,28 @@ def sarif_log(result: LintResult) -> dict:
                         "level": _SARIF_LEVEL[finding.severity.value],
                         "message": {"text": clip(finding.message)},
                         "locations": [_sarif_location(finding)],
+                        **_sarif_fixes(finding),
                     }
                     for finding in result.findings
                 ],
             }
         ],
     }
+
+
+def _sarif_fixes(finding: Finding) -> dict:
+    """SARIF's `fixes`: the finding's edits as replacements of regions of its file."""
+    if finding.fix is None:
+        return {}
+    replacements = [
+        {
+            "deletedRegion": {"startLine": e.line, "startColumn": e.column, "endLine": e.end_line, "endColumn": e.end_column},
+            "insertedContent": {"text": e.content},
+        }
+        for e in finding.fix.edits
+    ]
+    change = {"artifactLocation": {"uri": finding.file.replace("\\", "/")}, "replacements": replacements}
+    return {"fixes": [{"description": {"text": f"{finding.fix.description} ({finding.fix.safety})"}, "artifactChanges": [change]}]}
 
 
 def _sarif_location(finding: Finding) -> dict:

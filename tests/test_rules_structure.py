@@ -80,7 +80,7 @@ def test_lyc010_linear_dim_may_be_omitted_only_with_json_true_full_matrix(lint):
 
 
 def test_lyc011_unknown_key_suggests_the_closest(lint):
-    findings = lint(with_(algo="lokr", factr=8))
+    findings = lint(with_(algo="lokr", linear_alpha=16, factr=8))  # alpha = dim: scale 1, no LYC115
     assert codes(findings) == ["LYC011"]
     assert "did you mean 'factor'?" in findings[0]["message"]
     assert findings[0]["pointer"] == "/factr"
@@ -99,7 +99,7 @@ def test_lyc011_unknown_key_in_a_map_entry_names_the_map_spelling(lint):
     [("linear_dim", "16", "without quotes"), ("factor", 2.5, "an integer"), ("multiplier", "1", "a number")],
 )
 def test_lyc012_wrong_type(lint, key, value, words):
-    findings = lint(with_(algo="lokr", **{key: value}))
+    findings = lint(with_(algo="lokr", linear_alpha=16, **{key: value}))
     assert codes(findings) == ["LYC012"]
     assert words in findings[0]["message"]
 
@@ -142,7 +142,7 @@ def test_lyc015_unknown_algo(lint, algo, hint):
 
 
 def test_lyc015_top_level_algo_is_case_insensitive_like_lycoris(lint):
-    assert lint(with_(algo="LoKr")) == []
+    assert lint(with_(algo="LoKr", linear_alpha=16)) == []
 
 
 @pytest.mark.parametrize("alias, new", [("use_cp", "use_tucker"), ("disable_conv_cp", "use_tucker"), ("constrain", "constraint")])

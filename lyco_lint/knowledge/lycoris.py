@@ -96,6 +96,25 @@ def str_bool(value: Any) -> bool:
     return str(value).lower() != "false"
 
 
+# create_lycoris copies each deprecated key's value to its new name, in the order the keys are written.
+DEPRECATED_KEYS = {"disable_conv_cp": "use_tucker", "use_cp": "use_tucker", "use_conv_cp": "use_tucker", "constrain": "constraint"}
+
+
+def tucker_enabled(config: dict[str, Any]) -> bool:
+    """``use_tucker`` as create_lycoris computes it from the key and its deprecated aliases (lycoris-lora 4.1.3
+    wrapper.py): any ``disable_conv_cp`` but the string "false" turns it on."""
+    kwargs = dict(config)
+    for key, value in config.items():
+        if key in DEPRECATED_KEYS:
+            kwargs[DEPRECATED_KEYS[key]] = value
+    return str_bool(
+        not kwargs.get("disable_conv_cp", True)
+        or kwargs.get("use_conv_cp", False)
+        or kwargs.get("use_cp", False)
+        or kwargs.get("use_tucker", False)
+    )
+
+
 def bypass_enabled(config: dict[str, Any]) -> bool:
     """``bypass_mode`` as create_lycoris reads it: false when absent, else :func:`str_bool`."""
     return "bypass_mode" in config and str_bool(config["bypass_mode"])

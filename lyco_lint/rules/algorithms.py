@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, rule
+from ..catalog import ERROR, INFO, LYCORIS, WARNING, Fix, Hit, replace_value, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
 from ..knowledge.lycoris import (
@@ -328,6 +328,7 @@ def _alpha_ignored(scope: Scope) -> bool:
     ),
     example='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 16}',
     fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 10000, "factor": 16}',
+    fix="Safe: the ignored alpha is written as the value LyCORIS uses (the dim); training does not change.",
 )
 def lokr_alpha_ignored(document: Document) -> Iterator[Hit]:
     for scope in affected_scopes(document, _alpha_ignored, "alpha"):
@@ -344,7 +345,10 @@ def lokr_alpha_ignored(document: Document) -> Iterator[Hit]:
         if scope.flag("rs_lora") and not scope.is_top and is_number(dim) and dim > 0:
             message += f" (with rs_lora the scale becomes √dim ≈ {dim ** 0.5:.0f}, not 1)"
         pointer, at = scope.blame("alpha", "full_matrix", "dim")
-        yield Hit(pointer, message, at=at)
+        fix = None
+        if scope.sets("alpha"):
+            fix = Fix(f"Write {alpha_name} {show(dim)}", (replace_value(scope.pointer_of("alpha"), dim),))
+        yield Hit(pointer, message, at=at, fix=fix)
 
 
 # -- LYC104 ---------------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, rule
+from ..catalog import ERROR, INFO, LYCORIS, UNSAFE, WARNING, Fix, Hit, rename_key, replace_value, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
 from ..knowledge import comfyui
 from ..knowledge.families import class_index, module_classes, simpletuner_model_may_differ
 from ..knowledge.lycoris import DEFAULT_TARGET_CLASSES
 from ..schemas import APPLY_PRESET_ID, schema
-from .structure import schema_hits
+from .structure import key_rename_fix, schema_hits
 PATTERN_KEYS = ("target_name", "exclude_name")
 
 
@@ -46,9 +46,11 @@ def preset_pointer(*parts: Any) -> str:
     ),
     example='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8,\n "apply_preset": {"target_modules": ["Flux2Attention"]}}',
     fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8,\n "apply_preset": {"target_module": ["Flux2Attention"]}}',
+    fix="Unsafe: a key with exactly one close preset key is renamed to it (LyCORIS raised KeyError on it before).",
 )
 def unknown_preset_key(document: Document) -> Iterator[Hit]:
-    return schema_hits(document, "LYC201")
+    for hit in schema_hits(document, "LYC201"):
+        yield Hit(hit.pointer, hit.message, at=hit.at, fix=key_rename_fix(document, hit.pointer))
 
 
 _IGNORED_KEY_FIX = {
@@ -230,6 +232,10 @@ def _quoted(names: list[str]) -> str:
         '{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1,\n'
         ' "apply_preset": {"target_module": ["Flux2Attention", "Flux2FeedForward", "Flux2ParallelSelfAttention"]}}'
     ),
+    fix=(
+        "Unsafe: a class with exactly one real class that contains or resembles it (`Attention` → `Flux2Attention` "
+        "when the model has no other attention class) is replaced by it; the layers it adapts change."
+    ),
 )
 def unknown_target_module(document: Document) -> Iterator[Hit]:
     family = document.context.family
@@ -259,6 +265,10 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
             f" (lyco's index is built from diffusers' {model}; SimpleTuner trains its own copy, which may name its "
             f"classes differently: `lyco lint --model` checks the real model)"
         )
+        fix = None
+        if len(guesses) == 1 and guesses[0] not in {other for other, _p, _a in targets}:
+            edit = rename_key(pointer, guesses[0]) if at == "key" else replace_value(pointer, guesses[0])
+            fix = Fix(f"Write '{guesses[0]}'", (edit,), UNSAFE)
         yield Hit(
             pointer,
             f"{what} '{name}' is not a module class of {where}: LyCORIS matches exact class names, so it adapts "
@@ -266,6 +276,7 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
             f"{hint}{caveat}",
             at=at,
             severity=WARNING if harmless or not certain else None,
+            fix=fix,
         )
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
-from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, engine_rule, rule
+from ..catalog import ERROR, LYCORIS, SAFE, TRAINING, UNSAFE, WARNING, Fix, Hit, delete_member, engine_rule, rename_key, replace_value, rule
 from ..documents import Document, option_name
 from ..jsonpos import Member, join_pointer, to_python, unescape_pointer, walk
-from ..knowledge.lycoris import algo_names, unknown_algo_hint
+from ..knowledge.lycoris import algo_names, str_bool, tucker_enabled, unknown_algo_hint
 from ..knowledge.simpletuner import resolve_key
-from ..schemas import LYCORIS_CONFIG_ID, check_document, schema
+from ..schemas import APPLY_PRESET_ID, LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, check_document, did_you_mean, schema
 
 # Codes the engine emits itself, before any rule runs (engine.py refers to them by these names).
 INVALID_JSON = engine_rule(
@@ -103,6 +103,7 @@ UNREADABLE_FILE = engine_rule(
     ),
     example='{"algo": "lokr", "factor": 4, "factor": 8}',
     fixed='{"algo": "lokr", "factor": 8}',
+    fix="Safe: the earlier of two identical keys (or `k` and `--k`) is deleted; json.load kept the last one anyway.",
 )
 def duplicate_key(document: Document) -> Iterator[Hit]:
     for pointer, node, _member in walk(document.root):
@@ -117,11 +118,13 @@ def duplicate_key(document: Document) -> Iterator[Hit]:
             earlier = first[name]
             if earlier.key == member.key or option_name(earlier.key) == option_name(member.key):
                 also = "" if earlier.key == member.key else f" (also written '{earlier.key}')"
+                earlier_index = next(i for i, m in enumerate(node.members) if m is earlier)
                 yield Hit(
                     join_pointer(pointer, member.key),
                     f"key '{member.key}' appears twice in this object{also}; only the last value counts and the "
                     f"other is silently lost: delete one of them",
                     at="key",
+                    fix=Fix(f"Delete the earlier '{earlier.key}'", (delete_member(join_pointer(pointer, earlier.key), earlier_index),)),
                 )
             elif to_python(earlier.value) != to_python(member.value):
                 # an option and its alias or legacy name: SimpleTuner accepts both and argparse keeps the
@@ -201,9 +204,61 @@ def missing_required(document: Document) -> Iterator[Hit]:
     ),
     example='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "factr": 8}',
     fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "factor": 8}',
+    fix=(
+        "Unsafe: a key with exactly one close known key, or a known misspelling (`lora_dim`, `dim` at the top level, "
+        "`dora_wd` in a map entry), is renamed: the value starts being read, which changes the run."
+    ),
 )
 def unknown_key(document: Document) -> Iterator[Hit]:
-    return schema_hits(document, "LYC011")
+    for hit in schema_hits(document, "LYC011"):
+        yield Hit(hit.pointer, hit.message, at=hit.at, fix=key_rename_fix(document, hit.pointer))
+
+
+# The known keys an unknown key most likely meant, where a spelling guess would be wrong.
+TOP_LEVEL_RENAMES = {"lora_dim": "linear_dim", "conv_lora_dim": "conv_dim", "alpha": "linear_alpha", "dim": "linear_dim", "network_module": "algo"}
+MAP_ENTRY_RENAMES = {"dora_wd": "weight_decompose", "wd_on_output": "wd_on_out", "linear_dim": "dim", "linear_alpha": "alpha"}
+
+
+def _container(pointer: str) -> tuple[list[str], str]:
+    parts = [unescape_pointer(part) for part in pointer.split("/")[1:]]
+    return parts[:-1], parts[-1]
+
+
+def _known_keys(parents: list[str]) -> Optional[tuple[list[str], dict[str, str]]]:
+    """The keys LyCORIS knows in the object at ``parents`` (and the renames that apply there)."""
+    if not parents:
+        return list(schema(LYCORIS_CONFIG_ID)["properties"]), TOP_LEVEL_RENAMES
+    if parents == ["apply_preset"]:
+        return list(schema(APPLY_PRESET_ID)["properties"]), {}
+    if len(parents) == 3 and parents[0] == "apply_preset" and parents[1] in ("module_algo_map", "name_algo_map"):
+        return list(schema(MODULE_OPTIONS_ID)["properties"]), MAP_ENTRY_RENAMES
+    return None
+
+
+def single_close_match(word: str, candidates: list[str], cutoff: float = 0.8, margin: float = 0.1) -> Optional[str]:
+    """The one candidate a typo evidently meant: close enough, and clearly closer than any other."""
+    import difflib
+
+    scores = sorted((difflib.SequenceMatcher(None, word, name).ratio(), name) for name in candidates if name != word)
+    if not scores or scores[-1][0] < cutoff:
+        return None
+    if len(scores) > 1 and scores[-2][0] >= cutoff and scores[-1][0] - scores[-2][0] < margin:
+        return None
+    return scores[-1][1]
+
+
+def key_rename_fix(document: Document, pointer: str) -> Optional[Fix]:
+    """An unsafe fix renaming an unknown key to the one it evidently meant (one close match), if any."""
+    parents, key = _container(pointer)
+    known = _known_keys(parents)
+    if known is None:
+        return None
+    names, renames = known
+    target = renames.get(key) or single_close_match(key, names)
+    container = document.node_at(join_pointer("", *parents)) if parents else document.root
+    if target is None or container is None or container.get(target) is not None:
+        return None
+    return Fix(f"Rename '{key}' to '{target}'", (rename_key(pointer, target),), UNSAFE)
 
 
 @rule(
@@ -256,9 +311,37 @@ def out_of_range(document: Document) -> Iterator[Hit]:
     ),
     example='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "bypass_mode": 0}',
     fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1, "bypass_mode": false}',
+    fix=(
+        "The value is written as the JSON boolean it says (\"false\", \"no\", \"off\", \"0\", 0 and null say "
+        "false; \"true\", \"yes\", \"on\", \"1\" and 1 say true). Safe where LyCORIS already reads it that way (the "
+        "top-level string \"false\"; 0 and null in a map entry), unsafe where it reads the opposite (0 at the top "
+        "level is true)."
+    ),
 )
 def non_boolean_flag(document: Document) -> Iterator[Hit]:
-    return schema_hits(document, "LYC014")
+    for hit in schema_hits(document, "LYC014"):
+        node = document.node_at(hit.pointer)
+        fix = _flag_fix(hit.pointer, node.value, top_level=hit.pointer.count("/") == 1) if node is not None else None
+        yield Hit(hit.pointer, hit.message, at=hit.at, fix=fix)
+
+
+_SAYS_TRUE = frozenset({"true", "yes", "on", "1", "y"})
+_SAYS_FALSE = frozenset({"false", "no", "off", "0", "n"})
+
+
+def _flag_fix(pointer: str, value: Any, *, top_level: bool) -> Optional[Fix]:
+    """Write the boolean the value says; safe when LyCORIS reads it the same way (str_bool at the top level,
+    Python truthiness inside map entries)."""
+    if value is None:
+        said = False
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+        said = bool(value)
+    elif isinstance(value, str) and value.strip().lower() in _SAYS_TRUE | _SAYS_FALSE:
+        said = value.strip().lower() in _SAYS_TRUE
+    else:
+        return None
+    read = str_bool(value) if top_level else bool(value)
+    return Fix(f"Write {str(said).lower()}", (replace_value(pointer, said),), SAFE if read == said else UNSAFE)
 
 
 @rule(
@@ -273,12 +356,15 @@ def non_boolean_flag(document: Document) -> Iterator[Hit]:
     ),
     example='{"algo": "lycoris-lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1}',
     fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 1}',
+    fix="Unsafe: an algo with one close known name is replaced by it.",
 )
 def unknown_algo(document: Document) -> Iterator[Hit]:
     algo = document.value.get("algo")
     if not isinstance(algo, str) or algo.lower() in algo_names():
         return
-    yield Hit("/algo", f"unknown algo '{algo}'; {unknown_algo_hint(algo)}")
+    guess = did_you_mean(algo.lower().replace("_", "-").removeprefix("lycoris-"), algo_names(), cutoff=0.75)
+    fix = Fix(f"Write '{guess}'", (replace_value("/algo", guess),), UNSAFE) if guess else None
+    yield Hit("/algo", f"unknown algo '{algo}'; {unknown_algo_hint(algo)}", fix=fix)
 
 
 @rule(
@@ -293,9 +379,16 @@ def unknown_algo(document: Document) -> Iterator[Hit]:
     ),
     example='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "use_cp": true}',
     fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "use_tucker": true}',
+    fix=(
+        "Safe: the alias is renamed to the current option, with the value LyCORIS derives from it (`use_tucker` as "
+        "create_lycoris computes it, so `\"disable_conv_cp\": false` becomes `\"use_tucker\": true`). Not offered "
+        "when the current option is written too, or several Tucker aliases are."
+    ),
 )
 def deprecated_alias(document: Document) -> Iterator[Hit]:
     properties = schema(LYCORIS_CONFIG_ID)["properties"]
+    config = document.value
+    tucker_aliases = [key for key in config if properties.get(key, {}).get("x-lyco-replaced-by") == "use_tucker" and properties[key].get("deprecated")]
     for member in document.root.members:
         spec = properties.get(member.key, {})
         if not spec.get("deprecated"):
@@ -304,7 +397,14 @@ def deprecated_alias(document: Document) -> Iterator[Hit]:
         message = f"'{member.key}' is a deprecated alias of '{new}'; write '{new}' instead"
         if member.key == "disable_conv_cp":
             message += " (careful: any value of disable_conv_cp, false included, turns Tucker ON)"
-        yield Hit(join_pointer("", member.key), message, at="key")
+        pointer = join_pointer("", member.key)
+        fix = None
+        if new not in config and (new != "use_tucker" or tucker_aliases == [member.key]):
+            edits = (rename_key(pointer, new),)
+            if new == "use_tucker":  # the value LyCORIS derives, as a boolean
+                edits += (replace_value(pointer, tucker_enabled(config)),)
+            fix = Fix(f"Rename '{member.key}' to '{new}'", edits)
+        yield Hit(pointer, message, at="key", fix=fix)
 
 
 # -- LYC017 -------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator, Optional
 
-from ..catalog import ERROR, LYCORIS, TRAINING, WARNING, Hit, rule
+from ..catalog import ERROR, LYCORIS, SAFE, TRAINING, UNSAFE, WARNING, Fix, Hit, rename_key, replace_value, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
 from ..knowledge import simpletuner as st
@@ -48,6 +48,10 @@ ALLOW_ABBREV_NOTE = (
     ),
     example='{"model_type": "lora", "lora_ranks": 16}',
     fixed='{"model_type": "lora", "lora_rank": 16}',
+    fix=(
+        "Safe: an abbreviation is written as the option argparse expands it to. Unsafe: an unknown key with a close "
+        "option is renamed to it (the leading -- is kept)."
+    ),
 )
 def unknown_training_option(document: Document) -> Iterator[Hit]:
     for setting in settings(document):
@@ -62,11 +66,14 @@ def unknown_training_option(document: Document) -> Iterator[Hit]:
                 f"expands unique prefixes, and a future option can make it ambiguous; write \"{resolution.option}\".",
                 at="key",
                 severity=WARNING,
+                fix=_option_rename(document, setting, resolution.option, SAFE),
             )
             continue
         what, fix = _unknown_key_text(resolution)
+        suggestion = did_you_mean(name, st.option_names(), cutoff=0.75) if resolution.how == "unknown" else None
+        rename = _option_rename(document, setting, suggestion, UNSAFE) if suggestion else None
         if setting.output.dropped is None:
-            yield Hit(setting.pointer, f"{what}, so argparse stops at start-up with {fix}", at="key")
+            yield Hit(setting.pointer, f"{what}, so argparse stops at start-up with {fix}", at="key", fix=rename)
         else:
             yield Hit(
                 setting.pointer,
@@ -74,7 +81,17 @@ def unknown_training_option(document: Document) -> Iterator[Hit]:
                 f"{_dropped_text(setting.output.dropped)}, and any other value stops argparse at start-up with {fix}",
                 at="key",
                 severity=WARNING,
+                fix=rename,
             )
+
+
+def _option_rename(document: Document, setting: Setting, option: Optional[str], safety: str) -> Optional[Fix]:
+    """Rename a training config key to ``option``, keeping its leading dashes, unless that option is set already."""
+    if not option or any(other.option == option for other in settings(document) if other is not setting):
+        return None
+    key = setting.member.key
+    new = ("--" if key.startswith("--") else "") + option
+    return Fix(f"Rename '{key}' to '{new}'", (rename_key(setting.pointer, new),), safety)
 
 
 def _unknown_key_text(resolution: st.KeyResolution) -> tuple[str, str]:
@@ -133,6 +150,7 @@ def _loader_handles(resolution: st.KeyResolution) -> bool:
     ),
     example='{"model_family": "flux2", "gradient_checkpointing": "false"}',
     fixed='{"model_family": "flux2", "gradient_checkpointing": false}',
+    fix="Unsafe: the string is written as JSON false, which turns the option off (SimpleTuner ignored it before).",
 )
 def string_false(document: Document) -> Iterator[Hit]:
     for setting in settings(document):
@@ -151,6 +169,7 @@ def string_false(document: Document) -> Iterator[Hit]:
         yield Hit(
             setting.pointer,
             f"SimpleTuner drops the string \"false\", {effect}; write JSON false (without quotes).",
+            fix=Fix("Write false", (replace_value(setting.pointer, False),), UNSAFE),
         )
 
 
@@ -217,6 +236,7 @@ def _choices_text(choices: list[Any], limit: int = 10) -> str:
     why="argparse stops at start-up with \"invalid choice\".",
     example='{"lora_type": "LyCORIS"}',
     fixed='{"lora_type": "lycoris"}',
+    fix="Unsafe: a string value with one close choice (`LyCORIS` → `lycoris`) is replaced by it.",
 )
 def invalid_choice(document: Document) -> Iterator[Hit]:
     for setting in settings(document):
@@ -232,10 +252,13 @@ def invalid_choice(document: Document) -> Iterator[Hit]:
             choices = spec["choices"]
             suggestion = did_you_mean(str(argument), [str(choice) for choice in choices])
             hint = f"did you mean '{suggestion}'? " if suggestion else ""
+            single = isinstance(setting.value, str) and len(setting.output.values) == 1
+            fix = Fix(f"Write '{suggestion}'", (replace_value(setting.pointer, suggestion),), UNSAFE) if suggestion and single else None
             yield Hit(
                 setting.pointer,
                 f"'{argument}' is not a choice of {name} (argparse stops with 'invalid choice'); {hint}"
                 f"choices: {_choices_text(choices)}.",
+                fix=fix,
             )
 
 
