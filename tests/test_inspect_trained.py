@@ -5,9 +5,6 @@ lyco says they load."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +15,7 @@ pytest.importorskip("numpy")
 
 from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
+from lyco_lint.cli import main  # noqa: E402
 from lyco_train import run  # noqa: E402
 
 TARGETS = {"target_module": ["Flux2Attention", "Flux2FeedForward", "Flux2ParallelSelfAttention"]}
@@ -41,16 +39,17 @@ def trained(pipeline, tmp_path_factory):
     return files
 
 
-def inspect_json(*args):
-    script = Path(sys.executable).with_name("lyco")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "lyco_lint"]
-    done = subprocess.run([*command, "inspect", "--format", "json", *args], capture_output=True, text=True)
-    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None, done.stderr
+def inspect_json(capsys, *args):
+    """``lyco inspect --format json`` in this process (test_inspect.py runs the console script)."""
+    capsys.readouterr()
+    status = main(["inspect", "--format", "json", *args])
+    done = capsys.readouterr()
+    return status, json.loads(done.out), done.err
 
 
 @pytest.mark.parametrize("algo", sorted(CONFIGS))
-def test_a_trained_adapter_is_healthy_fits_its_model_and_says_where_it_loads(trained, algo):
-    status, facts, stderr = inspect_json(str(trained[algo]), "--model", "auto")
+def test_a_trained_adapter_is_healthy_fits_its_model_and_says_where_it_loads(trained, algo, capsys):
+    status, facts, stderr = inspect_json(capsys, str(trained[algo]), "--model", "auto")
     assert status == 0, stderr
     found = {finding["code"] for finding in facts["findings"]}
     assert not found & {"LYC601", "LYC602", "LYC603", "LYC604", "LYC210"}, facts["findings"]
@@ -75,8 +74,8 @@ def test_a_trained_adapter_is_healthy_fits_its_model_and_says_where_it_loads(tra
         assert "decompose_factor" in facts["diffusers"]["message"] and "LYC610" in found
 
 
-def test_the_trained_lokr_has_the_scale_and_blocks_of_its_config(trained):
-    _status, facts, _ = inspect_json(str(trained["lokr"]))
+def test_the_trained_lokr_has_the_scale_and_blocks_of_its_config(trained, capsys):
+    _status, facts, _ = inspect_json(capsys, str(trained["lokr"]))
     assert facts["lycoris_config"]["factor"] == 4 and facts["lycoris_config"]["full_matrix"] is True
     assert {module["scale"] for module in facts["modules"]} == {1.0} and all(module["full_matrix"] for module in facts["modules"])
     assert facts["health"]["checked"] and facts["health"]["dead_modules"] == []

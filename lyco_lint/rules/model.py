@@ -13,7 +13,6 @@ from typing import Any, Iterator, Optional
 from ..catalog import ERROR, INFO, LYCORIS, WARNING, Hit, engine_rule, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
-from ..knowledge import comfyui
 from ..knowledge.families import simpletuner_model_may_differ
 from ..knowledge.training_view import options as training_options
 from ..units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
@@ -40,8 +39,8 @@ def _model_words(analysis: Any) -> str:
 def _simpletuner_caveat(document: Document, analysis: Any) -> Optional[str]:
     """For a family whose SimpleTuner model is its own copy, why a class-name finding is not certain."""
     family = document.context.family
-    if not simpletuner_model_may_differ(family):
-        return None
+    if document.context.trained_as_built or not simpletuner_model_may_differ(family):
+        return None  # certain: the model built is the one that trains (lyco train), or SimpleTuner's is the same
     return (
         f"lyco built diffusers' {analysis.model_class}; SimpleTuner trains its own copy of the {family} model, "
         "which may name its classes differently"
@@ -340,6 +339,8 @@ def adapted_layers_not_portable(document: Document) -> Iterator[Hit]:
     analysis = model_analysis(document)
     if analysis is None or not analysis.modules:
         return
+    from ..knowledge import comfyui  # only with --model
+
     family = document.context.family or _COMFY_FAMILY_OF_CLASS.get(analysis.model_class)
     if family not in comfyui.families():
         return

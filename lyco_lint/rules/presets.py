@@ -14,7 +14,6 @@ from typing import Any, Iterator
 from ..catalog import ERROR, INFO, LYCORIS, UNSAFE, WARNING, Fix, Hit, rename_key, replace_value, rule
 from ..documents import Document
 from ..jsonpos import join_pointer
-from ..knowledge import comfyui
 from ..knowledge.families import class_index, module_classes, simpletuner_model_may_differ
 from ..knowledge.lycoris import DEFAULT_TARGET_CLASSES
 from ..schemas import APPLY_PRESET_ID, schema
@@ -243,6 +242,7 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
     # same module classes is a missing class certain (error); elsewhere it is likely (warning).
     certain = not simpletuner_model_may_differ(family)
     model_analysis = document.context.model
+    as_built = model_analysis is not None and document.context.trained_as_built  # lyco train: this model trains
     if model_analysis is not None:  # `--model`: the real model's classes
         classes, model = sorted(model_analysis.classes), model_analysis.class_name
         where = f"the model {model}"
@@ -262,7 +262,10 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
         harmless = name in DEFAULT_TARGET_CLASSES and any(other in known for other, _p, _a in targets)
         what = "target_module" if "/target_module/" in pointer else "module_algo_map key"
         caveat = "" if certain else (
-            f" (lyco's index is built from diffusers' {model}; SimpleTuner trains its own copy, which may name its "
+            f" (lyco train trains diffusers' {model}, not SimpleTuner's own copy of the {family} model: a config "
+            f"written for SimpleTuner's class names needs {model}'s names here)"
+            if as_built
+            else f" (lyco's index is built from diffusers' {model}; SimpleTuner trains its own copy, which may name its "
             f"classes differently: `lyco lint --model` checks the real model)"
         )
         fix = None
@@ -275,7 +278,7 @@ def unknown_target_module(document: Document) -> Iterator[Hit]:
             f"nothing (with no match at all, training stops with 'optimizer got an empty parameter list'); "
             f"{hint}{caveat}",
             at=at,
-            severity=WARNING if harmless or not certain else None,
+            severity=WARNING if harmless or not (certain or as_built) else None,
             fix=fix,
         )
 
@@ -445,8 +448,11 @@ def invalid_pattern(document: Document) -> Iterator[Hit]:
 )
 def lora_prefix_unmapped(document: Document) -> Iterator[Hit]:
     prefix = apply_preset(document).get("lora_prefix")
+    if not isinstance(prefix, str):
+        return
+    from ..knowledge import comfyui  # only for configs that set a prefix
     family = document.context.family
-    if not isinstance(prefix, str) or family not in comfyui.families():
+    if family not in comfyui.families():
         return
     written = prefix.replace(".", "_")  # LyCORIS writes the name with dots as underscores
     if comfyui.maps_prefix(family, written):

@@ -10,11 +10,12 @@ computed.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Hashable, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Iterator, Optional
 
 from ..catalog import ERROR, INFO, WARNING, WEIGHTS, Hit, rule
-from ..knowledge.diffusers_lora import LOADS
-from ..weights.inspection import Inspection
+
+if TYPE_CHECKING:  # the weights modules load when a weights file is linted, not with every config lint
+    from ..weights.inspection import Inspection
 
 # LYC608: scales outside these bounds (alpha / rank) are extreme.
 EXTREME_SCALE_HIGH = 16.0
@@ -399,7 +400,7 @@ def delta_norm_outlier(inspection: Inspection) -> Iterator[Hit]:
 )
 def diffusers_cannot_load(inspection: Inspection) -> Iterator[Hit]:
     verdict = inspection.diffusers if _adapter_ready(inspection) else None
-    if verdict is None or verdict.outcome == LOADS:
+    if verdict is None or verdict.outcome == "loads":
         return
     yield Hit("", f"diffusers {verdict.version} {verdict.pipeline}.load_lora_weights {verdict.outcome}: {verdict.message}",
               at="tensor")
