@@ -162,6 +162,23 @@ def test_an_extreme_scale_is_reported(models, tmp_path):
     assert len(extreme) == 1 and "scale 0.000488281" in extreme[0]["message"] and "14 modules" in extreme[0]["message"]
 
 
+def test_incomplete_modules_are_lyc611_and_lycoris_fails_on_them(models, adapters, tmp_path):
+    from lycoris import create_lycoris_from_weights
+
+    tensors = load_file(str(adapters[("flux2", "lora")]))
+    del tensors["lycoris_transformer_blocks_0_attn_to_q.lora_down.weight"]
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("lycoris_transformer_blocks_0_attn_to_k.") or k.endswith(".alpha")}
+    path = tmp_path / "incomplete.safetensors"
+    save_file(tensors, str(path))
+    _, found = inspect_file(path)
+    incomplete = sorted(f["message"] for f in found if f["code"] == "LYC611")
+    assert len(incomplete) == 2 and all(f["severity"] == "error" for f in found if f["code"] == "LYC611")
+    assert "lycoris_transformer_blocks_0_attn_to_k has no tensor that names a LyCORIS algorithm (only alpha)" in incomplete[0]
+    assert "lycoris_transformer_blocks_0_attn_to_q is a lora module without lora_down.weight" in incomplete[1]
+    with pytest.raises(AttributeError):
+        create_lycoris_from_weights(1.0, str(path), copy.deepcopy(models["flux2"][1]))
+
+
 # -- ComfyUI --------------------------------------------------------------------------------------------------
 
 

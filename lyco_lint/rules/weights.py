@@ -405,3 +405,39 @@ def diffusers_cannot_load(inspection: Inspection) -> Iterator[Hit]:
     yield Hit("", f"diffusers {verdict.version} {verdict.pipeline}.load_lora_weights {verdict.outcome}: {verdict.message}",
               at="tensor")
 
+
+
+# -- LYC611 ---------------------------------------------------------------------------------------------------
+
+
+@rule(
+    "LYC611",
+    "incomplete-module",
+    ERROR,
+    applies_to=WEIGHTS,
+    summary=(
+        "Reports modules LyCORIS's loader cannot rebuild: tensors without any algorithm's marker (an `alpha` alone, "
+        "keys of a format LyCORIS does not write), or an algorithm's factor missing (`lora_up` without `lora_down`)."
+    ),
+    why=(
+        "create_lycoris_from_weights stops on the first such module with an AttributeError ('NoneType' object has no "
+        "attribute ...), so the whole adapter fails to load; a file edited or merged by hand is the usual cause."
+    ),
+    example="$ lyco inspect merged.safetensors   # one module lost its lora_down",
+    fixed="$ lyco inspect adapter.safetensors   # the file as LyCORIS saved it",
+)
+def incomplete_module(inspection: Inspection) -> Iterator[Hit]:
+    if not _adapter_ready(inspection):
+        return
+    modules = inspection.adapter.modules.values()
+    items = [(m.name, _key(inspection, m.name)) for m in modules if m.algorithm is None or m.missing]
+    by_name = inspection.adapter.modules
+
+    def message(names: list[str]) -> str:
+        first = by_name[names[0]]
+        what = (f"has no tensor that names a LyCORIS algorithm (only {', '.join(sorted(first.tensors))})" if first.algorithm is None
+                else f"is a {first.algo} module without {', '.join(first.missing)}")
+        more = f" ({len(names) - 1} more like it: {_names(names[1:])})" if len(names) > 1 else ""
+        return f"{names[0]} {what}{more}: LyCORIS's create_lycoris_from_weights stops on it with an AttributeError"
+
+    yield from _grouped_hits(items, message, lambda name: (by_name[name].algo, tuple(by_name[name].missing)))

@@ -93,6 +93,19 @@ class Module:
         return self.algorithm.name if self.algorithm else None
 
     @property
+    def missing(self) -> list[str]:
+        """Factors the algorithm needs that the module lacks (LyCORIS's loader then fails on it)."""
+        needed = {
+            "lora": [("lora_up.weight",), ("lora_down.weight",)],
+            "loha": [("hada_w1_a",), ("hada_w1_b",), ("hada_w2_a",), ("hada_w2_b",)],
+            "lokr": [("lokr_w1", "lokr_w1_a"), ("lokr_w2", "lokr_w2_a")] + (
+                [("lokr_w1_b",)] if "lokr_w1_a" in self.tensors else []) + ([("lokr_w2_b",)] if "lokr_w2_a" in self.tensors else []),
+            "tlora": [("q_layer.weight",), ("p_layer.weight",), ("lambda_layer",)],
+            "glora": [("a1.weight",), ("a2.weight",), ("b1.weight",), ("b2.weight",)],
+        }.get(self.algo or "", [])
+        return [choices[0] for choices in needed if not any(choice in self.tensors for choice in choices)]
+
+    @property
     def unknown_suffixes(self) -> list[str]:
         """Tensors of this module that LyCORIS's loader does not read."""
         known = self.algorithm.suffixes if self.algorithm else ()
@@ -222,14 +235,17 @@ class Module:
     def comfyui_scale(self) -> Optional[float]:
         """The scale ComfyUI's weight adapters apply (alpha / the rank they read; 1 without alpha or rank)."""
         algo, s = self.algo, self.shape
-        if algo == "lora":
-            rank = s("lora_down.weight")[0]
-        elif algo == "loha":
-            rank = s("hada_w1_b")[0]
-        elif algo == "lokr":
-            rank = s("lokr_w2_b")[0] if "lokr_w2_b" in self.tensors else (s("lokr_w1_b")[0] if "lokr_w1_b" in self.tensors else None)
-        else:
-            return None
+        try:
+            if algo == "lora":
+                rank = s("lora_down.weight")[0]
+            elif algo == "loha":
+                rank = s("hada_w1_b")[0]
+            elif algo == "lokr":
+                rank = s("lokr_w2_b")[0] if "lokr_w2_b" in self.tensors else (s("lokr_w1_b")[0] if "lokr_w1_b" in self.tensors else None)
+            else:
+                return None
+        except (TypeError, IndexError):
+            return None  # a factor is missing
         return self.alpha / rank if self.alpha is not None and rank else 1.0
 
     @property

@@ -219,6 +219,8 @@ def _module_health(np, data: TensorData, module: Module, tensors: dict[str, Tens
     algo, has = module.algo, module.tensors
     if any(tensors[info.key].nonfinite for info in has.values() if info.key in tensors):
         return ModuleHealth(module.name, None, note="non-finite values")
+    if module.missing or module.weight_shape is None and algo in ("lora", "loha", "lokr"):
+        return ModuleHealth(module.name, None, note=f"incomplete: no {', '.join(module.missing) or 'consistent shapes'}")
     norm: Optional[float] = None
     note = ""
     if algo == "lora":
