@@ -214,16 +214,17 @@ def test_model_checks_on_a_lint_only_install_and_without_a_base_model_are_lyc210
     assert any(f["code"] == "LYC210" and "base_model" in f["message"] for f in found)
 
 
-def test_the_lint_path_reads_weights_without_torch_or_the_safetensors_library(files):
+@pytest.mark.parametrize("command", [["lint", "--quiet"], ["inspect"], ["inspect", "--format", "json"]])
+def test_lint_and_inspect_read_weights_without_torch_or_the_safetensors_library(files, command):
     code = (
         "import sys\n"
         "from lyco_lint.cli import main\n"
-        f"status = main(['lint', '--quiet', {str(files['tlora'])!r}])\n"
+        f"status = main({command!r} + [{str(files['tlora'])!r}])\n"
         "heavy = [m for m in ('torch', 'diffusers', 'lycoris', 'safetensors', 'accelerate', 'jsonschema') if m in sys.modules]\n"
-        "print(status, heavy)\n"
+        "print('IMPORTED', status, heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "0 []"
+    assert out.strip().splitlines()[-1] == "IMPORTED 0 []"
 
 
 def test_the_pre_commit_hook_for_adapters_runs_lint_on_them(files, tmp_path):
