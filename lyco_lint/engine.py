@@ -301,18 +301,25 @@ def _looks_like_a_config(document: Document) -> bool:
 def attach_model(document: Document, spec: str, built_models: dict) -> None:
     """Analyse the LyCORIS config against the real model (built once per model on the meta device) and
     put the analysis in the document's context for the model rules; a model that cannot be found or a
-    config LyCORIS rejects becomes a finding (LYC210, LYC211), never a crash."""
+    config LyCORIS rejects becomes a finding (LYC210, LYC211), never a crash. An analysis made before for
+    the same model config, LyCORIS config and library versions is read from the cache (no torch import)."""
+    from .meta_model import cache
     from .meta_model.analyse import AnalysisError, analyse
+    from .meta_model.analysis import REFERENCE_TOKENS
     from .meta_model.build import build_meta_model
     from .meta_model.resolve import ModelError, resolve_model
 
     training = document.context.training
     try:
         source = resolve_model(spec, document.context.family, training_options(training) if training else None)
-        identity = str(source.config_path or source.origin)
-        if identity not in built_models:
-            built_models[identity] = build_meta_model(source)
-        document.context.model = analyse(built_models[identity], document.value, source=source)
+        analysis = cache.load(source, document.value, REFERENCE_TOKENS)
+        if analysis is None:
+            identity = str(source.config_path or source.origin)
+            if identity not in built_models:
+                built_models[identity] = build_meta_model(source)
+            analysis = analyse(built_models[identity], document.value, source=source, tokens=REFERENCE_TOKENS)
+            cache.store(source, document.value, REFERENCE_TOKENS, analysis)
+        document.context.model = analysis
     except AnalysisError as error:
         document.engine_hits.append((LYCORIS_BUILD_FAILED, Hit("", str(error), at="whole")))
     except ModelError as error:

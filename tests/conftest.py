@@ -1,5 +1,7 @@
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,10 @@ REFERENCE = next(
     (base / "shared" / "reference" for base in (ROOT, ROOT.parent) if (base / "shared" / "reference").is_dir()),
     ROOT / "shared" / "reference",
 )
+
+# `--model` analyses are cached on disk (lyco_lint.meta_model.cache): tests use a cache of their own, never the
+# user's, and subprocesses inherit it. Tests of the cache itself set LYCO_CACHE_DIR per test.
+os.environ["LYCO_CACHE_DIR"] = tempfile.mkdtemp(prefix="lyco-test-cache-")
 
 # A minimal valid LyCORIS config; tests add or break one thing at a time.
 VALID_LYCORIS = {"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}

@@ -1,6 +1,7 @@
 """What users rely on outside Python: the console script, the wheel, the pre-commit hook, start-up cost."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -118,7 +119,9 @@ def test_model_checks_on_a_lint_only_install_are_one_finding(tmp_path):
         "from lyco_lint.cli import main\n"
         f"sys.exit(main(['lint', '--format', 'json', '--model', {str(tmp_path)!r}, {str(config)!r}]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # an empty analysis cache: in a real lint-only install no cache entry can match (the versions differ)
+    environment = dict(os.environ, LYCO_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment)
     findings = json.loads(done.stdout)
     assert done.returncode == 1 and [f["code"] for f in findings] == ["LYC210"], done.stderr
     assert "pip install 'lyco[train]'" in findings[0]["message"]
