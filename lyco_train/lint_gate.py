@@ -18,12 +18,31 @@ def lint_gate(config_path: Path, stream: TextIO):
     from lyco_lint.reporters import report
 
     result = lint_paths([str(config_path)], Options(model="auto"))
+    missing = _missing_train_extra()
+    errors = [finding for finding in result.findings if finding.severity.value == "error"]
+    if missing and errors and all(finding.code == "LYC210" for finding in errors):
+        # the config may be fine: the only error is that this install cannot build the model, so say that alone
+        stream.write(f"lyco train: not starting: training needs the train extra ({missing} is not installed): pip install 'lyco[train]'\n")
+        return None
     if result.findings:
         report(result, "text", stream)
     if exit_status(result.findings) != 0:
         stream.write("lyco train: not starting: `lyco lint` reports errors in the config (above); fix them and run again.\n")
         return None
     return result
+
+
+def _missing_train_extra():
+    """The first of torch, diffusers and lycoris that cannot be imported (a lint-only install), or None."""
+    import importlib.util
+
+    for name in ("torch", "diffusers", "lycoris"):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):  # a module set to None in sys.modules (how tests hide it)
+            return name
+    return None
 
 
 def model_analysis(result):

@@ -231,3 +231,30 @@ def test_model_folder_with_only_the_component_folder(tmp_path):
     config.write_text(json.dumps(dict(VALID_LYCORIS, apply_preset={"target_module": ["Flux2Attention"]})))
     findings = lint_paths([str(config)], Options(model=str(tmp_path / "model"))).findings
     assert "LYC210" not in [f.code for f in findings]
+
+
+def test_lyco_train_on_a_lint_only_install_names_the_train_extra_alone(tmp_path):
+    """Without torch, diffusers and lycoris (simulated: they cannot be imported) the only lint error is that the
+    model cannot be built: lyco train says to install the train extra, not to fix the config."""
+    from test_console_script import TINY_FLUX2
+
+    (tmp_path / "model" / "transformer").mkdir(parents=True)
+    (tmp_path / "model" / "transformer" / "config.json").write_text(json.dumps(TINY_FLUX2))
+    (tmp_path / "lycoris.json").write_text(json.dumps(dict(VALID_LYCORIS, apply_preset={"target_module": ["Flux2Attention"]})))
+    (tmp_path / "multidatabackend.json").write_text(json.dumps([
+        {"id": "photos", "type": "local", "instance_data_dir": str(tmp_path)},
+        {"id": "text-embeds", "dataset_type": "text_embeds", "type": "local", "default": True},
+    ]))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(TRAINING, model_flavour="klein-9b", pretrained_model_name_or_path=str(tmp_path / "model"),
+                                      lora_type="lycoris", lycoris_config="lycoris.json")))
+    code = (
+        "import sys; sys.modules.update(dict.fromkeys(['torch', 'diffusers', 'lycoris'], None))\n"
+        "from lyco_lint.cli import main\n"
+        f"sys.exit(main(['train', {str(config)!r}, '--dry-run']))\n"
+    )
+    environment = dict(os.environ, LYCO_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "pip install 'lyco[train]'" in output, output
+    assert "fix them" not in output and "LYC210" not in output
