@@ -249,3 +249,16 @@ def test_explain_documents_every_dataset_key(capsys):
     names = {t["name"] for t in json.loads(capsys.readouterr().out) if t["kind"] == "dataset-key"}
     assert names == set(key_names())
     assert main(["explain", "dataset.resolution"]) == 0 and "(dataset config)" in capsys.readouterr().out
+
+
+def test_the_global_instance_prompt_spelling_is_refused_by_the_datasets_that_inherit_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "multidatabackend.json").write_text(json.dumps([IMAGES, TEXT]))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "model_type": "lora", "model_family": "flux2", "output_dir": "out", "optimizer": "adamw_bf16",
+        "data_backend_config": "multidatabackend.json", "caption_strategy": "instance_prompt", "instance_prompt": "a photo",
+    }))
+    found = [f for f in lint_paths([str(config)]).findings if f.code == "LYC504"]
+    assert [(f.file, f.pointer) for f in found] == [("config.json", "/caption_strategy")]
+    assert "dataset 'photos'" in found[0].message

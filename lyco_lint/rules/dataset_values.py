@@ -15,6 +15,7 @@ from ..catalog import DATASET, ERROR, UNSAFE, WARNING, Fix, Hit, replace_value, 
 from ..documents import Document
 from ..knowledge import datasets as ds
 from ..knowledge.dataset_view import Entry, enabled, entries, listing, setting, shown
+from ..knowledge.training_view import effective
 from ..schemas import did_you_mean
 
 # -- LYC504 ----------------------------------------------------------------------------------------------------------
@@ -69,6 +70,24 @@ def dataset_invalid_value(document: Document) -> Iterator[Hit]:
     yield from _reference_hits(active)
     yield from _cache_dir_hits(document, active)
     yield from _schedule_hits(active)
+    yield from _inherited_caption_strategy(document, active)
+
+
+def _inherited_caption_strategy(document: Document, active: list[Entry]) -> Iterator[Hit]:
+    """argparse accepts the global `caption_strategy: instance_prompt`; the datasets that inherit it refuse it."""
+    training = document.context.training
+    option = effective(training, "caption_strategy") if training is not None else None
+    if option is None or option.text != "instance_prompt":
+        return
+    inheriting = [entry.label for entry in active if entry.primary and "caption_strategy" not in entry.value]
+    if inheriting:
+        yield Hit(
+            option.pointer,
+            f"caption_strategy 'instance_prompt' passes argparse, but the datasets that inherit it ({listing(inheriting, 4)} "
+            f"in {document.display_path}) refuse it ('Unsupported caption strategy'); write \"caption_strategy\": "
+            "\"instanceprompt\" in each dataset instead (argparse does not accept that spelling here)",
+            document=training,
+        )
 
 
 def _choice_hit(pointer: str, key: str, value: Any, allowed: tuple, what: str = "") -> Optional[Hit]:
