@@ -111,11 +111,14 @@ class LintContext:
     lower-cased as SimpleTuner does. ``training`` is the training config that pointed at this file,
     when there is one: rules read its attention, precision and validation settings from it.
     ``model`` is the analysis of the real model (built on the meta device) when ``--model`` is given.
+    ``trained_as_built``: that model is the one that trains (``lyco train`` trains diffusers' classes, where
+    SimpleTuner may train its own copy of them), so its class findings are certain.
     """
 
     family: Optional[str] = None
     training: Optional["Document"] = None
     model: Any = None  # a lyco_lint.meta_model.analysis.Analysis of the real model, with `--model`
+    trained_as_built: bool = False
 
 
 @dataclass

@@ -67,6 +67,8 @@ class Options:
     select: Sequence[str] = ()
     ignore: Sequence[str] = ()
     model: Optional[str] = None  # `--model`: a folder, a hub id or "auto"
+    # the model --model builds is the one that trains (lyco train trains diffusers' classes, not SimpleTuner's copies)
+    trained_as_built: bool = False
 
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(prefix) for prefix in self.select):
@@ -167,6 +169,7 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
         if document.kind == LYCORIS and document.context.family is None and options.family:
             document.context.family = options.family.lower()
         if document.kind == LYCORIS and document.is_object and options.model:
+            document.context.trained_as_built = options.trained_as_built
             attach_model(document, options.model, built_models)
         result.documents.append(document)
         result.sources[document.display_path] = document.text

@@ -2,7 +2,10 @@
 
 The config is linted with the model, as ``lyco lint --model auto`` does: LyCORIS is run on the transformer
 built on the meta device from its config alone (no weights read), so target classes that match nothing,
-or a config LyCORIS refuses, stop the run before anything is loaded, created or written.
+or a config LyCORIS refuses, stop the run before anything is loaded, created or written. The model lint
+builds is diffusers' class, which is what lyco train trains, so class findings are errors here even for
+families whose SimpleTuner model is its own copy (FLUX.1: SimpleTuner's builds ``Attention``, diffusers'
+``FluxAttention``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ def lint_gate(config_path: Path, stream: TextIO):
     from lyco_lint.engine import Options, exit_status, lint_paths
     from lyco_lint.reporters import report
 
-    result = lint_paths([str(config_path)], Options(model="auto"))
+    # trained_as_built: lyco train trains diffusers' class as lint builds it (for FLUX.1 FluxAttention, where SimpleTuner's
+    # own copy builds the generic Attention), so a target class the model lacks is certain: an error.
+    result = lint_paths([str(config_path)], Options(model="auto", trained_as_built=True))
     missing = _missing_train_extra()
     errors = [finding for finding in result.findings if finding.severity.value == "error"]
     if missing and errors and all(finding.code == "LYC210" for finding in errors):
@@ -27,6 +32,9 @@ def lint_gate(config_path: Path, stream: TextIO):
     if result.findings:
         report(result, "text", stream)
     if exit_status(result.findings) != 0:
+        problem = family_problem(config_path)
+        if problem:  # often the cause of the class findings: a model folder of another family
+            stream.write(f"lyco train: also: {problem}\n")
         stream.write("lyco train: not starting: `lyco lint` reports errors in the config (above); fix them and run again.\n")
         return None
     return result
@@ -42,6 +50,21 @@ def _missing_train_extra():
                 return name
         except (ImportError, ValueError):  # a module set to None in sys.modules (how tests hide it)
             return name
+    return None
+
+
+def family_problem(config_path: Path):
+    """What the family's own check (flavour, options, the model folder) says about the config, or None; read
+    only when lint refused the config, so a model folder of another family is named next to the class findings
+    it causes."""
+    from .config import ConfigError, load_config
+    from .families import get_family
+
+    try:
+        options = load_config(config_path).options
+        get_family(options.model_family).check(options)
+    except ConfigError as error:
+        return str(error)
     return None
 
 

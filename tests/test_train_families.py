@@ -108,5 +108,5 @@ def test_flux2_refuses_a_flavour_it_does_not_have():
 
 
 def test_an_unsupported_family_is_a_config_error_naming_the_supported_ones():
-    with pytest.raises(ConfigError, match="model_family 'sd3' is not supported by lyco train yet; supported: flux2"):
+    with pytest.raises(ConfigError, match="model_family 'sd3' is not supported by lyco train yet; supported: flux, flux2, sdxl"):
         get_family("sd3")

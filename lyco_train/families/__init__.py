@@ -14,9 +14,11 @@ from typing import Optional
 
 from ..config import ConfigError
 from .base import Family
+from .flux import Flux
 from .flux2 import Flux2
+from .sdxl import SDXL
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (Flux2(),)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (Flux2(), Flux(), SDXL())}
 
 
 def get_family(name: Optional[str]) -> Family:

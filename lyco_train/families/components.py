@@ -147,8 +147,8 @@ def check_model_folder(name: str, options: TrainingOptions, root: str, component
         class_name = index.get("_class_name")
         if class_name not in PIPELINES[name]:
             raise ConfigError(
-                f"pretrained_model_name_or_path {root} holds a {class_name} pipeline ({index_path}), which fits "
-                f"{_fits(pipeline_family(str(class_name)))}, not model_family \"{name}\" ({', '.join(PIPELINES[name])}); "
+                f"pretrained_model_name_or_path {root} is a {class_name} folder ({index_path}), which fits "
+                f"{_fits(pipeline_family(str(class_name)))}, not model_family \"{name}\" (which takes {' or '.join(PIPELINES[name])}); "
                 "set model_family to the folder's family, or point pretrained_model_name_or_path at "
                 f"{a(LABELS[name])} pipeline"
             )
@@ -165,7 +165,7 @@ def check_model_folder(name: str, options: TrainingOptions, root: str, component
         found = listed or (config or {}).get("_class_name")
         if wanted is not None and found is not None and found != wanted:
             raise ConfigError(
-                f"{root}: its {component} is a {found} ({config_path if config else index_path}), but {label} trains with a "
+                f"{root}: its {component} is {found} ({config_path if config else index_path}), but {label} trains with "
                 f"{wanted}{_what_it_is(folder, name)}; set model_family to the folder's family or point pretrained_model_name_or_path "
                 f"at {a(LABELS[name])} pipeline"
             )
@@ -195,7 +195,7 @@ def check_transformer_folder(name: str, options: TrainingOptions) -> None:
         raise ConfigError(f"pretrained_transformer_model_name_or_path {root}: no {path}; set pretrained_transformer_subfolder to the folder holding config.json (\"none\" for the folder itself)")
     wanted = denoiser_class(name)
     if config.get("_class_name") != wanted:
-        raise ConfigError(f"{path} is a {config.get('_class_name')}, but {LABELS[name]} trains a {wanted}; point pretrained_transformer_model_name_or_path at {a(LABELS[name])} model")
+        raise ConfigError(f"{path} is {config.get('_class_name')}, but {LABELS[name]} trains {wanted}; point pretrained_transformer_model_name_or_path at {a(LABELS[name])} model")
 
 
 def transformer_subfolder(options: TrainingOptions) -> Optional[str]:
