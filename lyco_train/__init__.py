@@ -5,7 +5,8 @@ lint`` first) → ``config.py`` with ``options.py`` (config.json, LyCORIS config
 ``families/`` (the :class:`~.families.base.Family` contract, one class per model family) → ``data.py``
 (images, captions, sizes, batch order) → ``plan.py`` (steps, resume point, the printed plan) → ``loop.py``
 (the loop and ``train_step``) with ``caching.py``, ``adapter.py``, ``optim.py``, ``flow.py``,
-``checkpoint.py`` and ``report.py``. ``bench.py`` times ``train_step``.
+``checkpoint.py``, ``report.py``, ``distributed.py`` (several processes on accelerate) and ``quantize.py``
+(a torchao-quantized base). ``bench.py`` times ``train_step``.
 
 Entry points: :func:`run` (what the ``lyco train`` command calls) and :func:`main` (``python -m lyco_train``).
 """

@@ -47,9 +47,10 @@ class Adapter:
         return [p for p in self.network.parameters() if p.requires_grad]
 
 
-def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device, max_timestep: int) -> Adapter:
+def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device, max_timestep: int, quantized: Optional[str] = None) -> Adapter:
     """The LyCORIS network on ``denoiser``, built by the function ``lyco plan`` uses (so the plan is what
-    trains), applied, with float32 trainable parameters on ``device``."""
+    trains), applied, with float32 trainable parameters on ``device``. On a base quantized with ``quantized``
+    (a ``base_model_precision``) every LyCORIS module must run in bypass mode: checked on what LyCORIS built."""
     import torch
 
     from lyco_lint.knowledge.lycoris import NetworkArgumentError, network_arguments
@@ -61,8 +62,24 @@ def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device
         raise ConfigError(f"LyCORIS config: {error}") from None
     denoiser.requires_grad_(False)
     torch.manual_seed(seed)  # adapter initialisation (and T-LoRA's random init) is part of the run's seed
-    built = build_network(denoiser, arguments)
+    try:
+        built = build_network(denoiser, arguments)
+    except (NotImplementedError, RuntimeError) as error:
+        if quantized is None:
+            raise
+        raise ConfigError(
+            f"LyCORIS cannot build {lycoris_config.get('algo', 'lora')} on a {quantized} base ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}): it computes with the base weights (T-LoRA's SVD, DoRA's weight norms); "
+            "train it on an unquantized base (base_model_precision no_change) or choose lora, lokr or loha"
+        ) from None
     network = built.network
+    if quantized is not None:
+        rebuilt = sorted({type(module).__name__ for module in network.loras if not getattr(module, "bypass_mode", False)})
+        if rebuilt:
+            raise ConfigError(
+                f"on a {quantized} base every LyCORIS module must run in bypass mode, but {', '.join(rebuilt)} modules do not "
+                "(a module_algo_map or name_algo_map entry turning bypass_mode off?): set \"bypass_mode\": true for all of them"
+            )
     if not network.loras:
         targets = (arguments.preset or {}).get("target_module", "every Linear/Conv (no apply_preset)")
         raise ConfigError(

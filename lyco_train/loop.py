@@ -1,15 +1,20 @@
-"""The training loop, top to bottom: caches → model → adapter → optimizer → resume → loop → save.
+"""The training loop, top to bottom: processes → caches → model → adapter → optimizer → resume → loop → save.
 
 :func:`train` runs a :class:`~.plan.RunPlan` (made by ``run.prepare_run``). ``train_step`` is one optimizer
-step (all its micro-batches, clipping, optimizer and schedule); it is the function a benchmark calls.
-Everything model-specific goes through the run's :class:`~.families.base.Family`.
+step (all its micro-batches, the gradient reduction over processes, clipping, optimizer and schedule); it is
+the function a benchmark calls. Everything model-specific goes through the run's
+:class:`~.families.base.Family`; everything about several processes is in ``distributed.py``.
+
+No bad state is kept: a non-finite loss, gradient or adapter stops the run at that step, a checkpoint is
+written only when the adapter and the optimizer state are finite, and the final adapter only when it is.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -19,14 +24,15 @@ from rich.console import Console
 
 from lyco_lint.atomic import write_bytes
 
-from . import caching
+from . import caching, distributed, quantize
 from .adapter import WEIGHTS_NAME, Adapter, build_adapter, save_adapter, timestep_mask
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import NonFiniteState, check_finite, load_checkpoint, non_finite_parameters, save_checkpoint
 from .config import ConfigError
 from .data import BatchStream, DataPlan
+from .distributed import Share
 from .families.base import Family
-from .optim import build_optimizer, build_scheduler
-from .options import TrainingOptions
+from .optim import build_optimizer, build_scheduler, follow_config, hyperparameters, schedule_changes, schedule_settings
+from .options import TrainingOptions, torch_dtype
 from .plan import RunPlan, prune_checkpoints
 from .report import CURVE_NAME, TrainingLog, draw_loss_curve
 
@@ -49,10 +55,11 @@ class Parts:
 
 @dataclass
 class StepResult:
-    loss: float
+    loss: float  # the mean over the step's samples (all processes)
     grad_norm: float
     lr: float
     timesteps: list[float]
+    samples: int
 
 
 class NonFiniteLoss(Exception):
@@ -62,145 +69,227 @@ class NonFiniteLoss(Exception):
 
 
 def train(run: RunPlan, console: Console) -> int:
-    """Train the run to its last step and write the adapter; 1 when a non-finite loss stops it."""
-    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    config, options, resume, total_steps = run.config, run.config.options, run.resume, run.steps.total_steps
+    """Train the run to its last step and write the adapter; 1 when a non-finite state stops it. In a run of
+    several processes every process calls this; only the main one prints and writes."""
+    config, options, total_steps = run.config, run.config.options, run.steps.total_steps
+    accelerator = distributed.make_accelerator(options.mixed_precision, run.launch)
+    run = replace(run, seed=distributed.shared_seed(accelerator, run.seed))
+    distributed.quiet_unless_main(accelerator)
+    main = accelerator.is_main_process
+    say = (lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)) if main else (lambda _text: None)
     output_dir = config.output_dir
-    output_dir.mkdir(parents=True, exist_ok=True)
-    parts, generator = prepare(run, say)
+    parts, generator = prepare(run, say, accelerator)
+    distributed.check_same_run(accelerator, {"resume": str(run.resume), "steps": total_steps, "samples": len(run.data.samples), "seed": run.seed})
 
-    # resume: adapter, optimizer, schedule, random state and data position
+    # resume: adapter, optimizer moments, random state and data position; the schedule follows the config
     state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0}
-    if resume is not None:
-        try:
-            state = load_checkpoint(resume, adapter=parts.adapter, optimizer=parts.optimizer, scheduler=parts.scheduler, generator=generator)
-        except (ValueError, KeyError, RuntimeError, OSError) as error:
-            raise ConfigError(
-                f"cannot resume from {resume}: {error}; it was written by a different config (optimizer, LyCORIS config "
-                "or model): resume with that config, or set resume_from_checkpoint to \"none\" / use a new output_dir"
-            ) from None
-        say(f"resumed from {resume} at step {state['global_step']}")
-    stream = BatchStream(run.data, run.seed, options.train_batch_size, state["epoch"], state["batch_in_epoch"])
-    last_good = resume
+    if run.resume is not None:
+        state, changes = resume(run, parts, generator)
+        say(f"resumed from {run.resume} at step {state['global_step']}" + (f"; from the config: {', '.join(changes)}" if changes else ""))
+    stream = BatchStream(run.data, run.seed, run.micro_batch_size, state["epoch"], state["batch_in_epoch"])
+    last_good = run.resume
+
+    def stop(step: int, failure: NonFiniteLoss) -> int:
+        log.record_failure(step, failure.what)
+        say(non_finite_message(options, step, failure, last_good))
+        distributed.finish(accelerator)
+        return 1
 
     # the loop
     step = state["global_step"]
-    with TrainingLog(output_dir, total_steps, step, console) as log:
+    interval = options.checkpoint_step_interval if options.checkpoint_step_interval and options.checkpoint_step_interval > 0 else 0
+    with TrainingLog(output_dir, total_steps, step, console, enabled=main) as log:
         while step < total_steps:
             micro_batches = [stream.next() for _ in range(options.gradient_accumulation_steps)]
             try:
                 result = train_step(parts, micro_batches, generator)
-            except NonFiniteLoss as failure:
-                log.record_failure(step + 1, failure.what)
-                say(non_finite_message(options, step + 1, failure, last_good))
-                return 1
+                if interval and (step + 1) % interval == 0:
+                    check_finite(parts.adapter, parts.optimizer)  # every process: the same state, the same decision
+            except (NonFiniteLoss, NonFiniteState) as failure:
+                return stop(step + 1, failure if isinstance(failure, NonFiniteLoss) else NonFiniteLoss(str(failure), []))
             step += 1
             log.record(step, loss=result.loss, lr=result.lr, grad_norm=result.grad_norm, epoch=stream.epoch,
-                       timestep=sum(result.timesteps) / len(result.timesteps))
-            interval = options.checkpoint_step_interval
-            if interval and interval > 0 and step % interval == 0:
-                training_state = {"global_step": step, **stream.position(), "seed": run.seed, "lyco_version": lyco_version()}
-                last_good = save_checkpoint(
-                    output_dir, step, adapter=parts.adapter, optimizer=parts.optimizer, scheduler=parts.scheduler,
-                    generator=generator, training_state=training_state, lycoris_path=config.lycoris_path,
-                    metadata=weights_metadata(run, step),
-                )
-                prune_checkpoints(output_dir, options.checkpoints_total_limit)
-                draw_loss_curve(log.rows, output_dir / CURVE_NAME)
+                       timestep=sum(result.timesteps) / len(result.timesteps), samples=result.samples)
+            if interval and step % interval == 0:
+                last_good = output_dir / f"checkpoint-{step}"
+                if main:
+                    training_state = {
+                        "global_step": step, **stream.position(), "seed": run.seed, "micro_batch_size": run.micro_batch_size,
+                        "processes": accelerator.num_processes, "schedule": schedule_settings(options, total_steps, accelerator.num_processes),
+                        "lyco_version": lyco_version(),
+                    }
+                    save_checkpoint(
+                        output_dir, step, adapter=parts.adapter, optimizer=parts.optimizer, scheduler=parts.scheduler,
+                        generator=generator, training_state=training_state, lycoris_path=config.lycoris_path,
+                        metadata=weights_metadata(run, step),
+                    )
+                    prune_checkpoints(output_dir, options.checkpoints_total_limit)
+                    draw_loss_curve(log.rows, output_dir / CURVE_NAME)
 
-    # the result
-    save_adapter(parts.adapter, output_dir / WEIGHTS_NAME, weights_metadata(run, step))
-    write_bytes(output_dir / "lycoris_config.json", config.lycoris_path.read_bytes())
-    draw_loss_curve(log.rows, output_dir / CURVE_NAME)
-    final = log.rows[-1]["smoothed_loss"] if log.rows else float("nan")
-    say(f"done: {step} steps, smoothed loss {final:.4f}; adapter written to {output_dir / WEIGHTS_NAME}")
+    # the result: written only when finite
+    problem = non_finite_parameters(parts.adapter)
+    if problem:
+        return stop(step, NonFiniteLoss(problem, []))
+    if main:
+        save_adapter(parts.adapter, output_dir / WEIGHTS_NAME, weights_metadata(run, step))
+        write_bytes(output_dir / "lycoris_config.json", config.lycoris_path.read_bytes())
+        draw_loss_curve(log.rows, output_dir / CURVE_NAME)
+        final = log.rows[-1]["smoothed_loss"] if log.rows else float("nan")
+        say(f"done: {step} steps, smoothed loss {final:.4f}; adapter written to {output_dir / WEIGHTS_NAME}")
+    distributed.finish(accelerator)
     return 0
 
 
-def prepare(run: RunPlan, say: Callable[[str], None]) -> tuple[Parts, torch.Generator]:
-    """Caches, frozen denoiser, adapter, optimizer and schedule: everything ``train_step`` needs, fresh."""
-    config, options, family, seed = run.config, run.config.options, run.family, run.seed
-    accelerator = make_accelerator(options.mixed_precision)
-    device = accelerator.device
-    weight_dtype = torch.bfloat16 if options.mixed_precision == "bf16" else torch.float32
+def resume(run: RunPlan, parts: Parts, generator: torch.Generator) -> tuple[dict, list[str]]:
+    """Load the checkpoint into every process: the adapter, the optimizer's moments, the random state and the
+    data position. The learning rate, schedule and optimizer settings stay the config's (SimpleTuner keeps
+    the configured learning rate too); returns the training state and what the config changed."""
+    path, options, processes = run.resume, run.config.options, parts.accelerator.num_processes
+    configured = hyperparameters(parts.optimizer)
+    try:
+        state = load_checkpoint(path, adapter=parts.adapter, optimizer=parts.optimizer, generator=generator)
+    except ConfigError:
+        raise
+    except Exception as error:  # torch, safetensors and LyCORIS raise many types for a checkpoint that does not fit
+        raise ConfigError(
+            f"cannot resume from {path}: {type(error).__name__}: {error}; it was written by a different config (optimizer, "
+            "LyCORIS config or model): resume with that config, or set resume_from_checkpoint to \"none\" / use a new output_dir"
+        ) from None
+    trained_with = state.get("micro_batch_size", options.train_batch_size)
+    if trained_with != run.micro_batch_size:
+        raise ConfigError(
+            f"{path} was trained with global micro-batches of {trained_with} samples (train_batch_size × processes); this launch "
+            f"makes {run.micro_batch_size} ({options.train_batch_size} × {processes}), so the data order would not continue: "
+            "launch with the same train_batch_size × processes, or start a new run in a new output_dir"
+        )
+    changes = follow_config(parts.optimizer, configured)
+    current = schedule_settings(options, run.steps.total_steps, processes)
+    saved = state.get("schedule") or saved_schedule(path)
+    changes = schedule_changes(saved, current) + changes
+    parts.scheduler = build_scheduler(parts.optimizer, options, run.steps.total_steps, step=state["global_step"], processes=processes)
+    return state, changes
 
-    # caches first: encode what is missing, then the encoders are gone
-    cache = caching.build_caches(config, run.data, family, device, say)
+
+def saved_schedule(path: Path) -> dict:
+    """The learning rate of a checkpoint written before checkpoints recorded their schedule settings."""
+    old = path / "scheduler.json"
+    if not old.is_file():
+        return {}
+    base_lrs = json.loads(old.read_text(encoding="utf-8")).get("base_lrs") or [None]
+    return {"effective_learning_rate": base_lrs[0]}
+
+
+def prepare(run: RunPlan, say: Callable[[str], None], accelerator=None) -> tuple[Parts, torch.Generator]:
+    """Caches, frozen (quantized, sharded) denoiser, adapter, optimizer and schedule: everything ``train_step``
+    needs, fresh."""
+    config, options, family, seed = run.config, run.config.options, run.family, run.seed
+    accelerator = accelerator or distributed.make_accelerator(options.mixed_precision, run.launch)
+    device = accelerator.device
+    weight_dtype = torch_dtype(options.weight_dtype_name)
+
+    # caches first: encode what is missing (split over the processes), then the encoders are gone
+    cache = distributed.build_caches_once(config, run.data, family, accelerator, say)
     say(f"caches: {cache.images_encoded} image(s) encoded, {cache.images_cached} reused; "
         f"{cache.prompts_encoded} prompt(s) encoded, {cache.prompts_cached} reused")
 
-    denoiser = family.load_denoiser(options, weight_dtype, device)
+    # the frozen base: loaded on the CPU when it is sharded (FSDP moves each shard) or quantized there
+    sharded = distributed.fsdp_requested() and accelerator.num_processes > 1
+    on_cpu = sharded or (options.base_model_precision != "no_change" and options.quantize_via == "cpu")
+    denoiser = family.load_denoiser(options, weight_dtype, torch.device("cpu") if on_cpu else device)
     denoiser.requires_grad_(False)
     denoiser.train()
     if options.gradient_checkpointing:
         denoiser.enable_gradient_checkpointing()
-    adapter = build_adapter(denoiser, config.lycoris, seed=seed, device=device, max_timestep=family.num_train_timesteps)
+    if options.base_model_precision != "no_change":
+        say(quantize.quantize_base(denoiser, options.base_model_precision).describe())
+        if on_cpu and not sharded:
+            denoiser.to(device)
+    adapter = build_adapter(
+        denoiser, config.lycoris, seed=seed, device=device, max_timestep=family.num_train_timesteps,
+        quantized=options.base_model_precision if options.base_model_precision != "no_change" else None,
+    )
+    if sharded:
+        distributed.shard_denoiser(denoiser, accelerator, say)  # after LyCORIS has read the whole weights
     params = adapter.parameters()
     say(f"adapter: {adapter.config.get('algo', 'lora')}, {len(adapter.network.loras)} modules, "
         f"{sum(p.numel() for p in params):,} trainable parameters (float32)")
-    optimizer = build_optimizer(params, options)
-    scheduler = build_scheduler(optimizer, options, run.steps.total_steps)
+    optimizer = build_optimizer(params, options, accelerator.num_processes)
+    scheduler = build_scheduler(optimizer, options, run.steps.total_steps, processes=accelerator.num_processes)
     generator = torch.Generator().manual_seed(seed)  # noise, timesteps, captions: CPU-drawn, device-independent
     return Parts(options, family, run.data, denoiser, adapter, optimizer, scheduler, accelerator, weight_dtype, params), generator
-
-
-def make_accelerator(mixed_precision: str):
-    """One-process accelerate; its state is a per-process singleton, reset so runs in one process can differ."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
 
 
 # -- one optimizer step --------------------------------------------------------------------------
 
 
 def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Generator) -> StepResult:
-    """Forward and backward over the micro-batches, clip, step the optimizer and the schedule."""
-    options, optimizer = parts.options, parts.optimizer
+    """Forward and backward over this process's share of each global micro-batch, sum the gradients over the
+    processes, clip, step the optimizer and the schedule, check the adapter. Each sample counts 1 / (samples
+    in the step), so micro-batches of different sizes (the end of a bucket) are weighted by their samples."""
+    options, optimizer, accelerator = parts.options, parts.optimizer, parts.accelerator
     optimizer.zero_grad(set_to_none=True)
-    losses, timesteps = [], []
-    for indices in micro_batches:
-        loss, batch_timesteps = accumulate_gradients(parts, indices, generator, scale=1.0 / len(micro_batches))
-        losses.append(loss)
-        timesteps.extend(batch_timesteps)
+    shares = distributed.split_step([len(indices) for indices in micro_batches], accelerator.process_index, accelerator.num_processes)
+    loss, timesteps, failures = 0.0, [], []
+    for indices, share in zip(micro_batches, shares):
+        part, drawn, failure = accumulate_gradients(parts, indices, generator, share)
+        loss += part
+        timesteps.extend(drawn)
+        failures += [failure] if failure is not None else []
+    loss = distributed.reduce_gradients(accelerator, parts.params, loss)
+    if not math.isfinite(loss):  # the same decision on every process: the loss is summed over all of them
+        evidence = distributed.gather_lines(accelerator, failures[0].evidence if failures else [])
+        raise NonFiniteLoss(failures[0].what if failures else f"loss is {loss}", evidence)
     grad_norm = gradient_norm(parts.params)
     if not math.isfinite(grad_norm):
         raise NonFiniteLoss(f"gradient norm is {grad_norm}", ["the loss was finite but its gradient overflowed"])
+    # the adapter is replicated (not a prepared model): torch's own clipping on its gradients
     if options.max_grad_norm and options.max_grad_norm > 0:
         if options.grad_clip_method == "norm":
-            parts.accelerator.clip_grad_norm_(parts.params, options.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(parts.params, options.max_grad_norm)
         else:  # SimpleTuner's default: clip each gradient value to ±max_grad_norm
-            parts.accelerator.clip_grad_value_(parts.params, options.max_grad_norm)
+            torch.nn.utils.clip_grad_value_(parts.params, options.max_grad_norm)
     lr = optimizer.param_groups[0]["lr"]
-    optimizer.step()
+    try:
+        optimizer.step()
+    except RuntimeError as error:
+        if "overflow" not in str(error):
+            raise
+        raise NonFiniteLoss("optimizer step overflowed float32", [f"{error}: learning_rate {options.learning_rate:g} is too large"]) from None
     parts.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(sum(losses) / len(losses), grad_norm, lr, timesteps)
+    problem = non_finite_parameters(parts.adapter)
+    if problem:
+        raise NonFiniteLoss(problem, [f"the loss and gradients were finite: the optimizer step (lr {lr:g}) made the adapter overflow"])
+    return StepResult(loss, grad_norm, lr, timesteps, sum(len(indices) for indices in micro_batches))
 
 
-def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Generator, scale: float) -> tuple[float, list[float]]:
-    """One micro-batch: draw noise levels and noise, predict, backward. Returns its loss and timesteps.
+def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Generator, share: Share) -> tuple[float, list[float], Optional[NonFiniteLoss]]:
+    """One global micro-batch: draw captions, noise levels and noise for all of it (every process draws the same
+    numbers, so they do not depend on the process count), then predict and backward this process's rows
+    (``share``). Returns this process's part of the step's loss, the micro-batch's timesteps and, when the loss
+    was not finite, the failure (its backward still ran: every process runs the same forwards and backwards).
 
-    The loss is the mean over samples of each sample's mean squared error, weighted per sample where the
-    family weights it (min-SNR)."""
+    Each sample's mean squared error is weighted by the family (min-SNR) and by ``share`` (1 / samples in the
+    step; 0 for a padding row)."""
     options, family, device = parts.options, parts.family, parts.accelerator.device
     latents, prompt_embeds, conditioning, sources = load_batch(parts.data, indices, generator, options.caption_dropout_probability, family, options)
-    count = latents.shape[0]
     levels = family.sample_noise_levels(options, latents, generator)
     noise = family.sample_noise(options, latents, generator)
-    latents, noise, levels = latents.to(device), noise.to(device), levels.to(device)
-    prompt_embeds = {name: tensor.to(device, parts.weight_dtype) for name, tensor in prompt_embeds.items()}
-    conditioning = {name: tensor.to(device) for name, tensor in conditioning.items()}
+    drawn = [float(t) for t in family.timesteps(levels)]
+    rows = list(share.rows)  # this process's rows of the global micro-batch
+    count = len(rows)
+    latents, noise, levels = latents[rows].to(device), noise[rows].to(device), levels[rows].to(device)
+    prompt_embeds = {name: tensor[rows].to(device, parts.weight_dtype) for name, tensor in prompt_embeds.items()}
+    conditioning = {name: tensor[rows].to(device) for name, tensor in conditioning.items()}
+    sources = [sources[row] for row in rows]
+    sample_weights = torch.tensor(share.weights, device=device)
     noisy = family.noisy_input(options, latents, noise, levels)
     target = family.target(options, latents, noise, levels)
     weights = family.loss_weights(options, levels)
     timesteps = family.timesteps(levels)
     # T-LoRA takes one rank mask per forward: samples with different timesteps go through one at a time.
     groups = [[i] for i in range(count)] if parts.adapter.tlora is not None and count > 1 else [list(range(count))]
-    total = 0.0
+    total, failure = 0.0, None
     for group in groups:
         with timestep_mask(parts.adapter, float(timesteps[group[0]])):
             with parts.accelerator.autocast():
@@ -210,17 +299,17 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
                 )
             error = F.mse_loss(prediction.float(), target[group].float(), reduction="none")
             per_sample = error.mean(dim=tuple(range(1, error.ndim)))
-            loss = (per_sample * weights[group].float() if weights is not None else per_sample).mean()
+            loss = ((per_sample * weights[group].float() if weights is not None else per_sample) * sample_weights[group]).sum()
             value = loss.item()
-            if not math.isfinite(value):
-                rows = [torch.cat([t[row].flatten().float() for t in prompt_embeds.values()]) for row in range(count)]
+            parts.accelerator.backward(loss)
+            if not math.isfinite(value) and failure is None:
+                embeds = [torch.cat([t[row].flatten().float() for t in prompt_embeds.values()]) for row in range(count)]
                 names = {id(module): name for name, module in parts.denoiser.named_modules()}
                 adapted = [names.get(id(lora.org_module[0]), lora.lora_name) for lora in parts.adapter.network.loras]
                 hazards = family.nan_hazards(parts.adapter.config, adapted)  # named first: the family's known causes
-                raise NonFiniteLoss(f"loss is {value}", hazards + diagnose(latents, rows, prediction, sources))
-            parts.accelerator.backward(loss * (len(group) / count) * scale)
-        total += value * len(group) / count
-    return total, [float(t) for t in timesteps]
+                failure = NonFiniteLoss(f"loss is {value}", hazards + diagnose(latents, embeds, prediction, sources))
+        total += value
+    return total, drawn, failure
 
 
 def load_batch(plan: DataPlan, indices: list[int], generator: torch.Generator, dropout: float, family: Family, options: TrainingOptions):
@@ -268,7 +357,10 @@ def non_finite_message(options: TrainingOptions, step: int, failure: NonFiniteLo
     lines += [
         "  likely causes:",
         f"  - learning rate too high for this adapter (learning_rate {options.learning_rate}); lower it",
-        f"  - low-precision overflow in the base model (mixed_precision {options.mixed_precision}); try \"mixed_precision\": \"no\" to confirm",
+        (f"  - low-precision overflow in the base model (mixed_precision {options.mixed_precision}); try \"mixed_precision\": \"no\" to confirm"
+         if options.mixed_precision != "no" else "  - the base model already runs in full precision (mixed_precision \"no\"): an overflow there points at its weights or inputs"),
+        *([f"  - the quantized base (base_model_precision {options.base_model_precision}); try \"no_change\" to confirm"]
+          if options.base_model_precision != "no_change" else []),
         "  - LyCORIS targets that are known NaN hazards (LYC304: SDXL FeedForward; LYC305/LYC306: SageAttention in training); run `lyco lint`",
         f"  - gradient clipping off or loose (max_grad_norm {options.max_grad_norm}, {options.grad_clip_method})",
         "  - non-finite values in the cached latents/embeddings or the base weights (delete the caches to re-encode)",

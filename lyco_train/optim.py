@@ -64,14 +64,14 @@ class AdamWBF16Float32(torch.optim.Optimizer):
 CLASSES = {"adamw_bf16": AdamWBF16Float32, "torch-adamw": torch.optim.AdamW, "torch-adam": torch.optim.Adam}
 
 
-def learning_rate(options: TrainingOptions) -> float:
+def learning_rate(options: TrainingOptions, processes: int = 1) -> float:
     lr = options.learning_rate
     if options.lr_scale:  # SimpleTuner: lr × batch × accumulation × processes
-        lr *= options.train_batch_size * options.gradient_accumulation_steps
+        lr *= options.train_batch_size * options.gradient_accumulation_steps * processes
     return lr
 
 
-def build_optimizer(params: list, options: TrainingOptions) -> torch.optim.Optimizer:
+def build_optimizer(params: list, options: TrainingOptions, processes: int = 1) -> torch.optim.Optimizer:
     if not params:
         raise ConfigError("the LyCORIS network has no trainable parameters; check the LyCORIS config with `lyco lint`")
     name = options.optimizer
@@ -82,7 +82,7 @@ def build_optimizer(params: list, options: TrainingOptions) -> torch.optim.Optim
     unknown = sorted(set(settings) - accepted)
     if unknown:
         raise ConfigError(f"optimizer_config: {', '.join(unknown)} not accepted by {name}; it accepts {', '.join(sorted(accepted - {'lr'}))}")
-    return cls(params, lr=learning_rate(options), **settings)
+    return cls(params, lr=learning_rate(options, processes), **settings)
 
 
 def optimizer_overrides(options: TrainingOptions) -> dict[str, Any]:
@@ -112,23 +112,79 @@ def _parse_setting(text: str) -> Any:
         return text
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, options: TrainingOptions, total_steps: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, options: TrainingOptions, total_steps: int, step: int = 0, processes: int = 1):
+    """The config's schedule, positioned after ``step`` optimizer steps (a resumed run: the learning rate of
+    step ``step + 1`` is the one a run without a break would use)."""
     from diffusers.optimization import get_polynomial_decay_schedule_with_warmup, get_scheduler
 
     name, warmup = options.lr_scheduler, options.lr_warmup_steps
+    last_epoch = step - 1 if step > 0 else -1  # torch's schedulers take one step in their constructor
+    if step > 0:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = learning_rate(options, processes)
     if name == "sine":
-        base = learning_rate(options)
+        base = learning_rate(options, processes)
         floor = options.lr_end
         period = warmup
 
-        def sine(step: int) -> float:
-            return (floor + (base - floor) * 0.5 * (1 + math.sin(math.pi * step / period))) / base
+        def sine(at: int) -> float:
+            return (floor + (base - floor) * 0.5 * (1 + math.sin(math.pi * at / period))) / base
 
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, sine)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, sine, last_epoch=last_epoch)
     if name == "polynomial":
         return get_polynomial_decay_schedule_with_warmup(
-            optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, lr_end=options.lr_end, power=options.lr_power
+            optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, lr_end=options.lr_end, power=options.lr_power,
+            last_epoch=last_epoch,
         )
     return get_scheduler(
-        name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, num_cycles=options.lr_num_cycles, power=options.lr_power
+        name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, num_cycles=options.lr_num_cycles,
+        power=options.lr_power, last_epoch=last_epoch,
     )
+
+
+# -- resuming: the config decides ----------------------------------------------------------------
+
+SCHEDULE_OPTIONS = ("learning_rate", "lr_scale", "lr_scheduler", "lr_warmup_steps", "lr_num_cycles", "lr_power", "lr_end")
+
+
+def schedule_settings(options: TrainingOptions, total_steps: int, processes: int = 1) -> dict[str, Any]:
+    """What a checkpoint records of the schedule, so that a resume can say what changed."""
+    settings: dict[str, Any] = {name: getattr(options, name) for name in SCHEDULE_OPTIONS}
+    settings["total_steps"] = total_steps
+    settings["effective_learning_rate"] = learning_rate(options, processes)
+    return settings
+
+
+def hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each parameter group's settings (lr, betas, eps, weight_decay, ...) without its parameters."""
+    return [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+
+
+def follow_config(optimizer: torch.optim.Optimizer, configured: list[dict[str, Any]]) -> list[str]:
+    """After ``optimizer.load_state_dict`` (which restores the checkpoint's hyperparameters with its moments):
+    put the config's settings back (SimpleTuner keeps the configured learning rate on resume, trainer.py
+    ``_restore_constant_scheduler_lr``; lyco keeps every setting the config gives). Returns what differed,
+    as ``name old -> new``; the schedule's own changes are reported by :func:`schedule_changes`."""
+    changed = []
+    for group, settings in zip(optimizer.param_groups, configured):
+        for key, value in settings.items():
+            if key in ("lr", "initial_lr"):
+                group[key] = value
+                continue
+            if group.get(key) != value and f"{key} " not in " ".join(changed):
+                changed.append(f"{key} {_shown(group.get(key))} -> {_shown(value)}")
+            group[key] = value
+    return changed
+
+
+def schedule_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``name old -> new`` for each schedule setting the config changed since the checkpoint."""
+    return [f"{name} {_shown(saved[name])} -> {_shown(current[name])}" for name in current if name in saved and saved[name] != current[name] and name != "effective_learning_rate"]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_shown(item) for item in value) + ")"
+    return str(value)

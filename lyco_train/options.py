@@ -93,6 +93,14 @@ class TrainingOptions:
     # FLUX.1 schnell
     flux_fast_schedule: bool = False
     disable_assistant_lora: bool = False
+    # the frozen base's weights (quantize.py; lyco trains the torchao schemes in bypass mode, the rest are refused)
+    base_model_precision: Literal[
+        "no_change", "int8-quanto", "int4-quanto", "int2-quanto", "int8-torchao", "int8dq-torchao", "int8dq-int4-torchao",
+        "int8-sdnq", "uint8-sdnq", "int16-sdnq", "uint16-sdnq", "fp16-sdnq", "fp8-sdnq", "int6-sdnq", "int5-sdnq", "uint5-sdnq",
+        "uint4-sdnq", "uint3-sdnq", "uint2-sdnq", "nf4-bnb", "int4-torchao", "fp8-quanto", "fp8uz-quanto", "fp8-native",
+        "fp8-torchao", "fp8wo-torchao", "fp8-int4-torchao", "fp8-transformerengine",
+    ] = "no_change"
+    quantize_via: Literal["cpu", "accelerator", "pipeline"] = "accelerator"
 
     @property
     def weight_dtype_name(self) -> str:
@@ -153,7 +161,7 @@ COSMETIC: frozenset[str] = frozenset(
         # speed, memory and cache bookkeeping only
         "vae_batch_size", "write_batch_size", "text_encoder_batch_size", "torch_num_threads", "dataloader_prefetch",
         "dataloader_prefetch_qlen", "offload_during_startup", "metadata_update_interval", "compress_disk_cache",
-        "seed_for_each_device", "allow_tf32", "quantize_via", "vae_enable_tiling", "vae_enable_slicing",
+        "seed_for_each_device", "allow_tf32", "vae_enable_tiling", "vae_enable_slicing",
         "delete_problematic_images", "delete_unwanted_images", "local_files_only", "attention_mechanism",
         "base_model_default_dtype", "max_workers", "read_batch_size", "image_processing_batch_size",
     }

@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from .adapter import WEIGHTS_NAME
+from .checkpoint import STATE_NAME, checkpoint_problem
 from .config import ConfigError, TrainConfig
 from .data import DataPlan
+from .distributed import Launch
 from .families.base import Family
 
 
@@ -33,12 +38,19 @@ class RunPlan:
     steps: StepPlan
     resume: Optional[Path]  # the checkpoint folder to continue from, None for a fresh start
     seed: int
+    launch: Launch = Launch()  # the processes this run is one of (accelerate launch / torchrun)
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Samples in one global micro-batch: ``train_batch_size`` per process × processes."""
+        return self.config.options.train_batch_size * self.launch.world_size
 
 
-def plan_steps(config: TrainConfig, data: DataPlan) -> StepPlan:
-    """SimpleTuner's arithmetic: max_train_steps wins; otherwise num_train_epochs × steps per epoch."""
+def plan_steps(config: TrainConfig, data: DataPlan, processes: int = 1) -> StepPlan:
+    """SimpleTuner's arithmetic: max_train_steps wins; otherwise num_train_epochs × steps per epoch, where an
+    epoch is cut into global batches of ``train_batch_size × processes``."""
     options = config.options
-    batches = data.batches_per_epoch(options.train_batch_size)
+    batches = data.batches_per_epoch(options.train_batch_size * processes)
     steps_per_epoch = max(1, math.ceil(batches / options.gradient_accumulation_steps))
     total = options.max_train_steps or options.num_train_epochs * steps_per_epoch
     return StepPlan(batches, steps_per_epoch, total, math.ceil(total / steps_per_epoch))
@@ -63,9 +75,11 @@ def describe(run: RunPlan) -> list[str]:
     lines.append(f"  sizes: {buckets}")
     dropout = options.caption_dropout_probability
     lines.append(f"  prompts: {len(data.prompt_files)} unique{' (incl. the empty prompt for caption dropout %g)' % dropout if dropout > 0 else ''}, embeddings in {config.text_embeds.cache_dir}")
+    processes = run.launch.world_size
+    per_process = f" per process × {processes} processes" if processes > 1 else ""
     lines.append(
-        f"batch: {options.train_batch_size} × {options.gradient_accumulation_steps} accumulation = "
-        f"{options.train_batch_size * options.gradient_accumulation_steps} per step; {steps.batches_per_epoch} batch(es) per epoch"
+        f"batch: {options.train_batch_size}{per_process} × {options.gradient_accumulation_steps} accumulation = "
+        f"{run.micro_batch_size * options.gradient_accumulation_steps} per step; {steps.batches_per_epoch} batch(es) per epoch"
     )
     source = "max_train_steps" if options.max_train_steps else f"{options.num_train_epochs} epoch(s)"
     interval = options.checkpoint_step_interval
@@ -88,27 +102,47 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """Every ``checkpoint-STEP`` folder, oldest first (intact or not: :func:`resume_point` checks them)."""
     if not output_dir.is_dir():
         return []
     found = []
     for path in output_dir.iterdir():
         match = CHECKPOINT_PATTERN.match(path.name)
-        if match and path.is_dir() and (path / "training_state.json").is_file():
+        if match and path.is_dir():
             found.append((int(match.group(1)), path))
     return sorted(found)
 
 
-def resume_point(output_dir: Path, setting: Optional[str]) -> Optional[Path]:
-    """The checkpoint to resume from: ``latest`` (none yet: start fresh), a checkpoint name or a path."""
+def resume_point(output_dir: Path, setting: Optional[str], warn: Callable[[str], None] = lambda _text: None) -> Optional[Path]:
+    """The checkpoint to resume from: ``latest`` (the newest intact one; a damaged one is named in a warning
+    and skipped; none yet: start fresh), a checkpoint name or a path (damaged: an error naming the file)."""
     if not setting or setting.lower() in ("none", "false"):
         return None
     if setting == "latest":
         found = checkpoints(output_dir)
-        return found[-1][1] if found else None
+        damaged = []
+        for _step, path in reversed(found):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                for earlier in damaged:
+                    warn(f"{earlier}; resuming from {path.name}, the newest intact checkpoint")
+                return path
+            damaged.append(problem)
+        if damaged:
+            raise ConfigError(
+                f"resume_from_checkpoint latest: no checkpoint in {output_dir} is intact ({'; '.join(damaged)}); "
+                "delete the damaged checkpoint folders to start over, or use a new output_dir"
+            )
+        return None
     path = Path(setting).expanduser()
     for candidate in ([path] if path.is_absolute() else [output_dir / path, path]):
-        if (candidate / "training_state.json").is_file():
-            return candidate
+        if (candidate.is_dir() and CHECKPOINT_PATTERN.match(candidate.name)) or (candidate / STATE_NAME).is_file():
+            problem = checkpoint_problem(candidate)
+            if problem is None:
+                return candidate
+            intact = next((p.name for _s, p in reversed(checkpoints(candidate.parent)) if p != candidate and checkpoint_problem(p) is None), None)
+            other = f"the newest intact checkpoint is {intact}: resume from it" if intact else "no other checkpoint there is intact"
+            raise ConfigError(f"resume_from_checkpoint {setting}: {problem}; {other}, or use a new output_dir")
     raise ConfigError(f"resume_from_checkpoint: no checkpoint at '{setting}' (looked in {output_dir} too); use \"latest\" or a checkpoint-STEP folder")
 
 
@@ -121,3 +155,46 @@ def prune_checkpoints(output_dir: Path, limit: Optional[int]) -> list[Path]:
     for path in removed:
         shutil.rmtree(path)
     return removed
+
+
+# -- the output folder ---------------------------------------------------------------------------
+
+
+def check_output_dir(output_dir: Path, *, create: bool) -> None:
+    """A clear error, before any work, when ``output_dir`` cannot hold the run: a file, or a folder that cannot
+    be created or written. ``create`` (a real run) makes the folder and writes a probe file there; without
+    it (``--dry-run``, which writes nothing) permissions are read only."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"output_dir {output_dir} is a file; point output_dir at a folder (it is created if missing)")
+    existing = next((folder for folder in (output_dir, *output_dir.parents) if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"output_dir {output_dir}: {existing} is a file, so the folder cannot be created there")
+    if not create:
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"output_dir {output_dir} is not writable ({existing} does not allow writing); choose another folder")
+        return
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        verb = "is not writable" if output_dir.is_dir() else "cannot be created"
+        raise ConfigError(f"output_dir {output_dir} {verb} ({reason}); choose a folder you can write to") from None
+
+
+def check_fresh_output(output_dir: Path, resume: Optional[Path]) -> None:
+    """A fresh run does not start in a folder that holds an earlier run: its checkpoints would be pruned as
+    older than the new ones, a later ``latest`` would pick them, and the adapter would be overwritten."""
+    if resume is not None:
+        return
+    earlier = [path.name for _step, path in checkpoints(output_dir)]
+    if (output_dir / WEIGHTS_NAME).is_file():
+        earlier.append(WEIGHTS_NAME)
+    if earlier:
+        shown = ", ".join(earlier[:4]) + (f" and {len(earlier) - 4} more" if len(earlier) > 4 else "")
+        raise ConfigError(
+            f"output_dir {output_dir} holds an earlier run ({shown}) and this run starts fresh "
+            "(resume_from_checkpoint none, or no checkpoint to continue from): choose a new output_dir, "
+            "move the earlier run away, or set resume_from_checkpoint to \"latest\" to continue it"
+        )

@@ -1,7 +1,8 @@
 """What a run shows and leaves behind: the progress bar, ``metrics.jsonl`` and ``loss_curve.png``.
 
 ``metrics.jsonl`` grows by one appended line per step; a resumed run rewrites it (atomically) without the
-rows after its checkpoint. The loss curve is replaced atomically each time it is drawn.
+rows after its checkpoint. The loss curve is replaced atomically each time it is drawn. In a run of several
+processes only the main one writes and shows anything (``enabled``); the others keep no rows.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ class SpeedColumn(ProgressColumn):
 class TrainingLog:
     """Appends one JSON line per optimizer step and drives the progress bar."""
 
-    def __init__(self, output_dir: Path, total_steps: int, start_step: int, console: Console):
+    def __init__(self, output_dir: Path, total_steps: int, start_step: int, console: Console, enabled: bool = True):
         self.path = output_dir / METRICS_NAME
-        self.rows = keep_rows_until(self.path, start_step)
+        self.enabled = enabled
+        self.rows = keep_rows_until(self.path, start_step) if enabled else []
         self.smoothed: Optional[float] = self.rows[-1]["smoothed_loss"] if self.rows else None
         self.progress = Progress(
             TextColumn("step {task.completed}/{task.total}"),
@@ -49,13 +51,17 @@ class TrainingLog:
         self.started = time.perf_counter()
 
     def __enter__(self) -> "TrainingLog":
-        self.progress.start()
+        if self.enabled:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.enabled:
+            self.progress.stop()
 
     def record(self, step: int, **values) -> None:
+        if not self.enabled:
+            return
         loss = values["loss"]
         self.smoothed = loss if self.smoothed is None else SMOOTHING * self.smoothed + (1 - SMOOTHING) * loss
         row = {"step": step, **values, "smoothed_loss": self.smoothed, "time": round(time.perf_counter() - self.started, 4)}
@@ -65,6 +71,8 @@ class TrainingLog:
         self.progress.update(self.task, completed=step, loss=f"{self.smoothed:.4f}", lr=f"{values['lr']:.2e}")
 
     def record_failure(self, step: int, message: str) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a", encoding="utf-8") as stream:
             stream.write(json.dumps({"step": step, "loss": None, "error": message}) + "\n")
 

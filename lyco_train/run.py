@@ -1,5 +1,5 @@
-"""A ``lyco train`` run, top to bottom: lint gate → config → family → data plan → steps → resume → seed →
-the plan printed → the loop.
+"""A ``lyco train`` run, top to bottom: the launch (one process of several?) → lint gate → config → family →
+base precision → data plan → steps → resume → seed → the output folder → the plan printed → the loop.
 
 :func:`prepare_run` makes the :class:`~.plan.RunPlan` (everything decided before anything is loaded); the
 command and the benchmark (``bench.py``) both start from it. :func:`run` is what ``lyco train`` calls,
@@ -9,26 +9,37 @@ command and the benchmark (``bench.py``) both start from it. :func:`run` is what
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+from . import distributed, quantize
+from .checkpoint import read_training_state
 from .config import ConfigError, load_config
 from .data import plan_data
+from .distributed import Launch, ProcessError
 from .families import get_family
 from .lint_gate import lint_gate, model_analysis
-from .plan import RunPlan, describe, plan_steps, resume_point
+from .plan import RunPlan, check_fresh_output, check_output_dir, describe, plan_steps, resume_point
 
 
 def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) -> int:
     """Lint, plan and (unless ``dry_run``) train. Returns the exit status: 0 done (or planned), 1 lint errors,
-    a config problem or a stopped run (non-finite loss), 2 the config file or the trainer's dependencies are
-    missing."""
+    a config problem or a stopped run (non-finite state), 2 the config file or the trainer's dependencies are
+    missing. Under ``accelerate launch`` every process runs this; only the main one prints."""
     from rich.console import Console
 
-    console = console or Console()
+    quantize.quiet_import_noise()
+    try:
+        distributed.check_launch_environment()  # a launch lyco cannot serve (DeepSpeed, ...) stops here
+        launch = distributed.launch_from_env()
+    except ConfigError as error:
+        (console or Console()).print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    console = console or (Console() if launch.is_main else Console(file=io.StringIO()))
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     path = Path(config_path)
     if not path.is_file():
@@ -38,7 +49,10 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) 
     if lint_result is None:
         return 1
     try:
-        plan = prepare_run(path, say)
+        plan = prepare_run(path, say, launch)
+        # before any work: a folder the run can write, and not an earlier run's (the main process probes it)
+        check_output_dir(plan.config.output_dir, create=not dry_run and launch.is_main)
+        check_fresh_output(plan.config.output_dir, plan.resume)
         for note in plan.config.notes:
             say(f"note: {note}")
         for line in describe(plan):
@@ -48,12 +62,19 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) 
             from lyco_lint.plan import render_plan
 
             render_plan(analysis, console)  # what LyCORIS will train, from the model built on the meta device
+            for line in base_memory(analysis, plan.config.options):
+                say(line)
         if dry_run:
             say("dry run: nothing loaded, nothing written.")
             return 0
         from .loop import train
 
         return train(plan, console)
+    except ProcessError as error:  # only this process sees it: it speaks for itself
+        if not launch.is_main:
+            sys.stderr.write(f"error: {error}\n")
+        say(f"error: {error}")
+        return 1
     except ConfigError as error:
         say(f"error: {error}")
         return 1
@@ -62,19 +83,31 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) 
         return 2
 
 
-def prepare_run(config_path: str | os.PathLike, say: Callable[[str], None] = print) -> RunPlan:
-    """Read the config, choose the family, find the data, count the steps, find the checkpoint to resume
-    and fix the seed. Torch-free; raises ConfigError with the fix."""
+def prepare_run(config_path: str | os.PathLike, say: Callable[[str], None] = print, launch: Optional[Launch] = None) -> RunPlan:
+    """Read the config, choose the family, check the base precision, find the data, count the steps, find the
+    checkpoint to resume and fix the seed. Torch-free; raises ConfigError with the fix."""
+    launch = launch or distributed.launch_from_env()
     config = load_config(config_path)
     options = config.options
     family = get_family(options.model_family)
     family.check(options)
+    quantize.check_precision(options, config.lycoris, sharded=distributed.fsdp_requested() and launch.distributed)
     alignment = math.lcm(int(options.aspect_bucket_alignment), family.pixel_multiple(options))
     data = plan_data(config, alignment, family.latent_identity(options), family.text_identity(options), lambda text: say(f"warning: {text}"))
-    steps = plan_steps(config, data)
-    resume = resume_point(config.output_dir, options.resume_from_checkpoint)
+    steps = plan_steps(config, data, launch.world_size)
+    resume = resume_point(config.output_dir, options.resume_from_checkpoint, lambda text: say(f"warning: {text}"))
     seed = resolve_seed(options.seed, resume, say)
-    return RunPlan(config, family, data, steps, resume, seed)
+    return RunPlan(config, family, data, steps, resume, seed, launch)
+
+
+def base_memory(analysis, options) -> list[str]:
+    """The frozen base's weight memory, in its dtype and quantized (``base_model_precision``), from the model
+    the lint gate built on the meta device; nothing when torch is not installed."""
+    if analysis.source is None:
+        return []
+    from lyco_lint.meta_model.build import build_meta_model
+
+    return quantize.memory_lines(build_meta_model(analysis.source), options.base_model_precision, options.weight_dtype_name)
 
 
 def resolve_seed(seed: Optional[int], resume: Optional[Path], say: Callable[[str], None]) -> int:
@@ -82,7 +115,7 @@ def resolve_seed(seed: Optional[int], resume: Optional[Path], say: Callable[[str
     one when neither sets it."""
     saved = None
     if resume is not None:
-        saved = json.loads((resume / "training_state.json").read_text(encoding="utf-8")).get("seed")
+        saved = read_training_state(resume).get("seed")
     if saved is not None:
         if seed is not None and seed != saved:
             say(f"note: resuming with the checkpoint's seed {saved}, not {seed}, so the data order continues exactly")

@@ -120,8 +120,8 @@ def test_unimplemented_option_that_changes_training_is_an_error_naming_it(tmp_pa
 
 
 def test_unimplemented_option_at_its_default_is_a_note(tmp_path, fake_model):
-    config = load_config(setup(tmp_path, fake_model, options={"base_model_precision": "no_change", "use_ema": False}))
-    assert any("base_model_precision" in note and "use_ema" in note for note in config.notes)
+    config = load_config(setup(tmp_path, fake_model, options={"train_text_encoder": False, "use_ema": False}))
+    assert any("train_text_encoder" in note and "use_ema" in note for note in config.notes)
 
 
 def test_cosmetic_options_are_one_note(tmp_path, fake_model):
@@ -322,21 +322,30 @@ def test_the_lint_gate_checks_targets_against_the_model(tmp_path, fake_model, ca
     assert "LYC207" in out and "not starting" in out
 
 
-def test_resume_point_finds_the_latest_complete_checkpoint(tmp_path):
+def test_resume_point_finds_the_latest_intact_checkpoint(tmp_path):
+    from lyco_train.checkpoint import CHECKPOINT_FILES, write_manifest
     from lyco_train.plan import resume_point
 
     output = tmp_path / "out"
     assert resume_point(output, "latest") is None  # nothing yet: a fresh start
-    for step in (2, 10):
-        (output / f"checkpoint-{step}").mkdir(parents=True)
-        (output / f"checkpoint-{step}" / "training_state.json").write_text("{}")
-    (output / "checkpoint-12").mkdir()  # incomplete: no training_state.json
-    (output / ".checkpoint-14.tmp").mkdir()
-    assert resume_point(output, "latest") == output / "checkpoint-10"
+    for step in (2, 10, 12):
+        folder = output / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in CHECKPOINT_FILES:
+            (folder / name).write_text("{}")
+        (folder / "training_state.json").write_text(json.dumps({"global_step": step, "epoch": 0, "batch_in_epoch": step}))
+        write_manifest(folder)
+    (output / "checkpoint-12" / "training_state.json").unlink()  # damaged: a file is missing
+    (output / ".checkpoint-14.tmp").mkdir()  # an unfinished write is never a checkpoint
+    warnings = []
+    assert resume_point(output, "latest", warnings.append) == output / "checkpoint-10"
+    assert warnings == [f"{output / 'checkpoint-12' / 'training_state.json'} is missing; resuming from checkpoint-10, the newest intact checkpoint"]
     assert resume_point(output, "checkpoint-2") == output / "checkpoint-2"
     assert resume_point(output, str(output / "checkpoint-2")) == output / "checkpoint-2"
     with pytest.raises(ConfigError, match="no checkpoint at 'checkpoint-99'"):
         resume_point(output, "checkpoint-99")
+    with pytest.raises(ConfigError, match="checkpoint-12.*missing.*newest intact checkpoint is checkpoint-10"):
+        resume_point(output, "checkpoint-12")
 
 
 def test_main_parses_the_command_line(tmp_path, fake_model, capsys):

@@ -17,13 +17,13 @@ from train_fixtures import FLUX2_LOKR, one_thread, pipeline  # noqa: E402,F401 (
 
 from lyco_train.adapter import WEIGHTS_NAME, build_adapter, save_adapter  # noqa: E402
 from lyco_train.caching import write_tensor  # noqa: E402
-from lyco_train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from lyco_train.checkpoint import checkpoint_problem, load_checkpoint, save_checkpoint  # noqa: E402
 from lyco_train.optim import build_optimizer, build_scheduler  # noqa: E402
 from lyco_train.options import TrainingOptions  # noqa: E402
 
 CHECKPOINT_FILES = {
-    WEIGHTS_NAME, "optimizer.safetensors", "optimizer.json", "scheduler.json", "rng.safetensors", "rng.json",
-    "training_state.json", "lycoris_config.json",
+    WEIGHTS_NAME, "optimizer.safetensors", "optimizer.json", "rng.safetensors", "rng.json",
+    "training_state.json", "lycoris_config.json", "manifest.json",
 }
 
 
@@ -81,7 +81,11 @@ def test_a_checkpoint_is_complete_flushed_and_leaves_no_temporary_files(tmp_path
     assert {p.name for p in folder.iterdir()} == CHECKPOINT_FILES
     assert all(p.stat().st_size > 0 for p in folder.iterdir())
     assert load_file(str(folder / WEIGHTS_NAME)).keys() == {k for k in adapter.network.state_dict()}
-    assert load_checkpoint(folder, **parts) == state
+    assert load_checkpoint(folder, adapter=adapter, optimizer=optimizer, generator=generator) == state
+    assert checkpoint_problem(folder) is None  # the manifest holds every file's size and checksum
+    manifest = json.loads((folder / "manifest.json").read_text())["files"]
+    assert set(manifest) == CHECKPOINT_FILES - {"manifest.json"}
+    assert all(entry["bytes"] == (folder / name).stat().st_size for name, entry in manifest.items())
     if names_known(fsyncs):
         flushed = {Path(path).name for path in fsyncs if Path(path).parent.name == ".checkpoint-2.tmp"}
         assert flushed == CHECKPOINT_FILES  # every file reached the disk before the folder was renamed
@@ -115,4 +119,12 @@ def test_the_adapter_file_is_what_lycoris_save_weights_writes(tmp_path, pipeline
     save_adapter(adapter, tmp_path / "ours.safetensors", metadata)
     full = {"lycoris_config": json.dumps(adapter.config), **metadata}
     adapter.network.save_weights(str(tmp_path / "lycoris.safetensors"), torch.float32, full)
-    assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "lycoris.safetensors").read_bytes()
+    # safetensors writes the metadata in a random key order on every call: compare the header as data and
+    # the tensor bytes as bytes
+    ours, theirs = (split_safetensors((tmp_path / name).read_bytes()) for name in ("ours.safetensors", "lycoris.safetensors"))
+    assert ours == theirs
+
+
+def split_safetensors(data: bytes) -> tuple[dict, bytes]:
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + length]), data[8 + length :]
