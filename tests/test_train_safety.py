@@ -229,3 +229,38 @@ def test_a_read_only_output_dir_is_an_error_before_any_work(tmp_path, pipeline, 
     finally:
         locked.chmod(0o700)
     assert "not writable" in capsys.readouterr().out
+
+
+# -- partial batches ------------------------------------------------------------------------------
+
+
+def test_micro_batches_of_different_sizes_are_weighted_by_their_samples(tmp_path, pipeline):
+    """Was: each micro-batch's mean loss counted the same, so the lone sample at the end of a bucket weighed
+    as much as a full batch. Now every sample of the step counts 1 / (samples in the step): a step of [a, b]
+    and [c] trains what (2 × the step of [a, b] + the step of [c]) / 3 would."""
+    from lyco_train.loop import prepare, train_step
+    from lyco_train.run import prepare_run
+
+    config = write_setup(tmp_path, pipeline, options={"train_batch_size": 2, "gradient_accumulation_steps": 2, "caption_dropout_probability": 0.0})
+    plan = prepare_run(config, print)
+    pair, single = [members for _size, members in sorted(plan.data.buckets.items(), key=lambda item: -len(item[1]))]
+
+    def step(micro_batches, generator):
+        parts, _ = prepare(plan, print)
+        total = [torch.zeros_like(p) for p in parts.params]
+        for index, parameter in enumerate(parts.params):  # what backward adds to each gradient, summed
+            parameter.register_hook(lambda grad, index=index: total.__setitem__(index, total[index] + grad))
+        result = train_step(parts, micro_batches, generator)
+        return result, total
+
+    generator = torch.Generator().manual_seed(5)
+    both, both_grads = step([pair, single[:1]], generator)
+    generator = torch.Generator().manual_seed(5)  # the same draws, one micro-batch per step
+    first, first_grads = step([pair], generator)
+    second, second_grads = step([single[:1]], generator)
+
+    assert abs(first.loss - second.loss) > 1e-3  # equal weighting would give another number
+    assert both.loss == pytest.approx((2 * first.loss + second.loss) / 3, rel=1e-5)
+    for got, a, b in zip(both_grads, first_grads, second_grads):
+        torch.testing.assert_close(got, (2 * a + b) / 3, rtol=1e-4, atol=1e-8)
+    assert both.samples == 3
