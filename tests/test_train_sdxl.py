@@ -248,3 +248,33 @@ def test_learning_lowers_a_validation_loss_measured_as_the_pipeline_encodes(tmp_
     assert run(config) == 0
     after = validation_loss("sdxl", pipeline, items, tmp_path / "output" / "pytorch_lora_weights.safetensors")
     assert after < 0.95 * before, (before, after)
+
+
+def test_sdxl_options_lyco_cannot_honour_are_refused_with_the_fix(tmp_path, pipeline):
+    from lyco_train.config import ConfigError, load_config
+
+    local = dict(pretrained_model_name_or_path=str(pipeline))
+    assert sdxl.flavour(TrainingOptions()) == "base-1.0"
+    sdxl.check(TrainingOptions(**local, prediction_type="v_prediction", tokenizer_max_length=77))
+    cases = [
+        (dict(model_flavour="refiner-1.0"), "does not train the SDXL refiner"),
+        (dict(prediction_type="sample"), "not an SDXL training objective"),
+        (dict(prediction_type="flow_matching"), "not an SDXL training objective"),
+        (dict(tokenizer_max_length=225), "SimpleTuner ignores it for SDXL base-1.0 and uses 77 tokens"),
+        (dict(timestep_bias_strategy="later", timestep_bias_multiplier=0.0), "timestep_bias_multiplier must be above 0"),
+        (dict(timestep_bias_strategy="range", timestep_bias_begin=500, timestep_bias_end=100), "begin < end"),
+        (dict(pretrained_transformer_model_name_or_path="/x"), "pretrained_unet_model_name_or_path"),
+    ]
+    for options, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            sdxl.check(TrainingOptions(**local, **options))
+    # an SDXL option lyco train does not implement stays a clear error when set
+    config = write_family_setup(tmp_path, pipeline, "sdxl", lycoris=SDXL_ATTENTION_LORA, options={"input_perturbation": 0.1})
+    with pytest.raises(ConfigError, match="'input_perturbation' is set to 0.1 but lyco train does not implement input_perturbation"):
+        load_config(config)
+
+
+def test_the_sdxl_vae_encodes_in_fp32_when_fp16_would_overflow(pipeline):
+    vae = sdxl.load_vae(TrainingOptions(pretrained_model_name_or_path=str(pipeline), vae_dtype="fp16"), torch.device("cpu"))
+    assert vae.config.force_upcast and vae.dtype == torch.float32  # diffusers' force_upcast rule
+    assert sdxl.load_vae(TrainingOptions(pretrained_model_name_or_path=str(pipeline)), torch.device("cpu")).dtype == torch.bfloat16
