@@ -62,6 +62,9 @@ def family_problem(config_path: Path):
 
     try:
         options = load_config(config_path).options
+    except ConfigError:
+        return None  # the config itself is broken: lint's findings say how
+    try:
         get_family(options.model_family).check(options)
     except ConfigError as error:
         return str(error)

@@ -145,6 +145,8 @@ def test_the_objective_is_diffusers_ddpm_with_simpletuners_options(pipeline):
     eps = TrainingOptions(pretrained_model_name_or_path=str(pipeline), snr_gamma=5)
     torch.testing.assert_close(sdxl.loss_weights(eps, levels), torch.minimum(snr, torch.full_like(snr, 5.0)) / snr)
     assert sdxl.loss_weights(base, levels) is None
+    zero_snr = TrainingOptions(pretrained_model_name_or_path=str(pipeline), rescale_betas_zero_snr=True)
+    assert float(sdxl.scheduler(zero_snr).alphas_cumprod[-1]) < 1e-6 < float(scheduler.alphas_cumprod[-1])  # SNR 0 at t = 999
     # SimpleTuner's segmented selection: a batch of 4 takes one timestep from each quarter, noisiest first
     picks = sdxl.sample_noise_levels(base, torch.zeros(4, 4, 8, 8), torch.Generator().manual_seed(0)).tolist()
     assert [750 <= picks[0] <= 999, 500 <= picks[1] <= 750, 250 <= picks[2] <= 500, 0 <= picks[3] <= 250] == [True] * 4
