@@ -44,8 +44,8 @@ class DatasetSpec:
     crop: bool  # True: crop to crop_aspect; False: aspect buckets (the leftover pixels are cut by crop_style)
     repeats: int
     cache_dir_vae: Path
-    crop_style: str = "random"  # random | center | centre | corner (SimpleTuner's default: random)
-    crop_aspect: str = "square"  # square | preserve | closest | random (used with crop)
+    crop_style: str = field(default_factory=lambda: _dataset_default("crop_style"))  # random | center | centre | corner
+    crop_aspect: str = field(default_factory=lambda: _dataset_default("crop_aspect"))  # square | preserve | closest | random
     crop_aspect_buckets: tuple[tuple[float, Optional[float]], ...] = ()  # (aspect, weight or None)
 
     @property
@@ -413,12 +413,19 @@ def _image_spec(where: str, entry: dict[str, Any], values: dict[str, Any], text_
     )
 
 
+def _dataset_default(key: str) -> Any:
+    """SimpleTuner's default for a dataset key (lyco_lint's dataset facts, the one home of them)."""
+    from lyco_lint.knowledge import datasets
+
+    return datasets.default(key)
+
+
 def _crop_settings(where: str, entry: dict[str, Any]) -> tuple[str, str, tuple[tuple[float, Optional[float]], ...]]:
     """crop_style, crop_aspect and crop_aspect_buckets as SimpleTuner checks them (factory.py), checked even
     without crop as SimpleTuner does; defaults and choices from lyco_lint's dataset facts."""
     from lyco_lint.knowledge import datasets
 
-    style = entry.get("crop_style", datasets.default("crop_style"))
+    style = entry.get("crop_style", _dataset_default("crop_style"))
     styles = datasets.choices("crop_style")
     if style not in styles:
         raise ConfigError(f"{where}: crop_style {json.dumps(style)} is not one of {', '.join(styles)} (SimpleTuner refuses it too)")
@@ -427,7 +434,7 @@ def _crop_settings(where: str, entry: dict[str, Any]) -> tuple[str, str, tuple[t
             f"{where}: crop_style 'face' needs SimpleTuner's face detector (an OpenCV Haar cascade), which lyco train "
             "does not have; use \"random\" (SimpleTuner's default), \"center\" or \"corner\""
         )
-    aspect = entry.get("crop_aspect", datasets.default("crop_aspect"))
+    aspect = entry.get("crop_aspect", _dataset_default("crop_aspect"))
     aspects = datasets.choices("crop_aspect")
     if aspect not in aspects:
         raise ConfigError(f"{where}: crop_aspect {json.dumps(aspect)} is not one of {', '.join(aspects)} (SimpleTuner refuses it too)")

@@ -52,9 +52,9 @@ class Sample:
     size: tuple[int, int]  # (width, height) the image is trained at
     repeats: int
     latent_file: Path
-    original_size: tuple[int, int] = (0, 0)  # (width, height) of the image file
-    resized: tuple[int, int] = (0, 0)  # (width, height) before the crop
-    crop_top_left: tuple[int, int] = (0, 0)  # (top, left) in the resized image
+    original_size: tuple[int, int]  # (width, height) of the image file
+    resized: tuple[int, int]  # (width, height) before the crop
+    crop_top_left: tuple[int, int]  # (top, left) in the resized image
 
 
 @dataclass
