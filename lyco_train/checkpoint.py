@@ -140,10 +140,16 @@ def restore_rng_state(state: dict[str, Any], generator) -> None:
 # -- finiteness ----------------------------------------------------------------------------------
 
 
-def non_finite_parameters(adapter: Adapter) -> Optional[str]:
-    """What is not finite in the adapter's parameters (named by their saved key), or None. One device sync."""
+def non_finite_parameters(adapter: Adapter, params: Optional[list] = None) -> Optional[str]:
+    """What is not finite in the adapter (named by their saved keys), or None. The common case costs one fused
+    norm of the trainable ``params`` and one device sync (a NaN/inf makes it non-finite; an overflowing norm of
+    finite values only sends it to the exact check)."""
     import torch
 
+    params = adapter.parameters() if params is None else params
+    total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+    if params and total_norm is not None and bool(torch.isfinite(total_norm([p.detach() for p in params], 2.0))):
+        return None
     named = [(name, tensor) for name, tensor in adapter.network.state_dict().items() if tensor.is_floating_point()]
     if not named or bool(torch.stack([torch.isfinite(tensor).all() for _name, tensor in named]).all()):
         return None

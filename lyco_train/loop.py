@@ -257,7 +257,7 @@ def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Ge
         raise NonFiniteLoss("optimizer step overflowed float32", [f"{error}: learning_rate {options.learning_rate:g} is too large"]) from None
     parts.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    problem = non_finite_parameters(parts.adapter)
+    problem = non_finite_parameters(parts.adapter, parts.params)
     if problem:
         raise NonFiniteLoss(problem, [f"the loss and gradients were finite: the optimizer step (lr {lr:g}) made the adapter overflow"])
     return StepResult(loss, grad_norm, lr, timesteps, sum(len(indices) for indices in micro_batches))
