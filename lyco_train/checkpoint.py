@@ -183,10 +183,10 @@ def check_finite(adapter: Adapter, optimizer=None) -> None:
 # -- checkpoints ---------------------------------------------------------------------------------
 
 
-def save_checkpoint(output_dir: Path, step: int, *, adapter: Adapter, optimizer, scheduler, generator, training_state: dict, lycoris_path: Path, metadata: dict[str, str]) -> Path:
+def save_checkpoint(output_dir: Path, step: int, *, adapter: Adapter, optimizer, generator, training_state: dict, lycoris_path: Path, metadata: dict[str, str]) -> Path:
     """Write ``output_dir/checkpoint-STEP`` (see the module docstring); returns its path. Raises
-    :class:`NonFiniteState` (and writes nothing) when the adapter or the optimizer state is not finite.
-    ``scheduler`` is not stored: a resumed run rebuilds the schedule from the config at its step."""
+    :class:`NonFiniteState` (and writes nothing) when the adapter or the optimizer state is not finite. The
+    schedule is not stored: a resumed run rebuilds it from the config at its step."""
     check_finite(adapter, optimizer)
     final = output_dir / f"checkpoint-{step}"
     temporary = output_dir / f".checkpoint-{step}.tmp"

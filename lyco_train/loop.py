@@ -119,7 +119,7 @@ def train(run: RunPlan, console: Console) -> int:
                         "lyco_version": lyco_version(),
                     }
                     save_checkpoint(
-                        output_dir, step, adapter=parts.adapter, optimizer=parts.optimizer, scheduler=parts.scheduler,
+                        output_dir, step, adapter=parts.adapter, optimizer=parts.optimizer,
                         generator=generator, training_state=training_state, lycoris_path=config.lycoris_path,
                         metadata=weights_metadata(run, step),
                     )

@@ -71,7 +71,7 @@ def test_a_checkpoint_is_complete_flushed_and_leaves_no_temporary_files(tmp_path
     output.mkdir()
     generator = torch.Generator().manual_seed(3)
     state = {"global_step": 2, "epoch": 0, "batch_in_epoch": 2, "seed": 7, "lyco_version": "test"}
-    parts = dict(adapter=adapter, optimizer=optimizer, scheduler=scheduler, generator=generator)
+    parts = dict(adapter=adapter, optimizer=optimizer, generator=generator)
 
     save_checkpoint(output, 2, **parts, training_state=state, lycoris_path=lycoris_path, metadata={"global_step": "2"})
     folder = save_checkpoint(output, 2, **parts, training_state=state, lycoris_path=lycoris_path, metadata={"global_step": "2"})

@@ -82,7 +82,7 @@ def test_a_non_finite_optimizer_state_is_refused_at_save(tmp_path, pipeline):
 
     from lyco_train.adapter import build_adapter
     from lyco_train.checkpoint import NonFiniteState, save_checkpoint
-    from lyco_train.optim import build_optimizer, build_scheduler
+    from lyco_train.optim import build_optimizer
     from lyco_train.options import TrainingOptions
     from train_fixtures import FLUX2_LOKR
 
@@ -90,7 +90,6 @@ def test_a_non_finite_optimizer_state_is_refused_at_save(tmp_path, pipeline):
     adapter = build_adapter(denoiser, FLUX2_LOKR, seed=0, device=torch.device("cpu"), max_timestep=1000)
     options = TrainingOptions(optimizer="torch-adamw", learning_rate=1e-3, lr_scheduler="constant")
     optimizer = build_optimizer(adapter.parameters(), options)
-    scheduler = build_scheduler(optimizer, options, 10)
     for parameter in adapter.parameters():
         parameter.grad = torch.full_like(parameter, 1e30)  # finite, but its square is not
     optimizer.step()
@@ -100,7 +99,7 @@ def test_a_non_finite_optimizer_state_is_refused_at_save(tmp_path, pipeline):
     (tmp_path / "output").mkdir()
     with pytest.raises(NonFiniteState, match="optimizer state.*exp_avg_sq"):
         save_checkpoint(
-            tmp_path / "output", 1, adapter=adapter, optimizer=optimizer, scheduler=scheduler,
+            tmp_path / "output", 1, adapter=adapter, optimizer=optimizer,
             generator=torch.Generator(), training_state={"global_step": 1, "epoch": 0, "batch_in_epoch": 1, "seed": 1},
             lycoris_path=lycoris_path, metadata={},
         )
