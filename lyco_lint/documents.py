@@ -197,8 +197,11 @@ class Document:
 
     @property
     def kind(self) -> str:
-        if self.forced_kind:
-            return self.forced_kind
+        return self.forced_kind or self._content_kind
+
+    @cached_property
+    def _content_kind(self) -> str:
+        """The kind the file's content (or its name) says: computed once, rules ask for it often."""
         if self.root is None:
             return UNKNOWN
         if self.root.kind == "array":

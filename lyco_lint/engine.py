@@ -21,6 +21,10 @@ from .knowledge.training_view import (
 from .rules import rules_for
 from .rules.model import LYCORIS_BUILD_FAILED, MODEL_UNAVAILABLE
 from .rules.structure import FILE_TOO_LARGE, INVALID_JSON, UNREADABLE_FILE, UNRECOGNIZED_FILE, WRONG_ROOT_TYPE
+from .schemas import suggestion_budget
+
+# Spelling suggestions one file gets (each costs milliseconds; a file with thousands of unknown keys is no config).
+SUGGESTIONS_PER_FILE = 20
 
 WEIGHTS_SUFFIXES = (".safetensors", ".sft")
 
@@ -349,19 +353,21 @@ def lint_document(document: Document, options: Optional[Options] = None) -> list
         return [finding] if options.wants(INVALID_JSON.code) else []
     if document.kind == DATASET:
         hits.extend(document.engine_hits)
-        for entry in rules_for(DATASET):
-            if options.wants(entry.code):
-                hits.extend((entry, hit) for hit in entry.check(document))
+        with suggestion_budget(SUGGESTIONS_PER_FILE):
+            for entry in rules_for(DATASET):
+                if options.wants(entry.code):
+                    hits.extend((entry, hit) for hit in entry.check(document))
     elif not document.is_object:
         hits.append((WRONG_ROOT_TYPE, Hit("", _root_message(document), at="whole")))
     elif document.kind == UNKNOWN:
         hits.append((UNRECOGNIZED_FILE, Hit("", _unknown_message(), at="whole")))
     else:
         hits.extend(document.engine_hits)
-        for entry in rules_for(document.kind):
-            if not options.wants(entry.code):
-                continue
-            hits.extend((entry, hit) for hit in entry.check(document))
+        with suggestion_budget(SUGGESTIONS_PER_FILE):
+            for entry in rules_for(document.kind):
+                if not options.wants(entry.code):
+                    continue
+                hits.extend((entry, hit) for hit in entry.check(document))
     findings = []
     for entry, hit in hits:
         if not options.wants(entry.code):

@@ -23,6 +23,7 @@ Custom annotations (ignored by validators, read here and by ``lyco explain``):
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -115,10 +116,38 @@ MAP_ENTRY_HINTS = {
 }
 
 
+# A spelling suggestion costs milliseconds (difflib over hundreds of names). A file with thousands of unknown keys
+# is not a config, and must still be judged in well under a second: the engine allows a budget of suggestions per
+# file (suggestion_budget); beyond it, findings come without a guess.
+_BUDGET: list[Optional[int]] = [None]
+
+
+@contextlib.contextmanager
+def suggestion_budget(count: int) -> Iterator[None]:
+    previous, _BUDGET[0] = _BUDGET[0], count
+    try:
+        yield
+    finally:
+        _BUDGET[0] = previous
+
+
+def spend_suggestion() -> bool:
+    """Whether one more spelling suggestion may be computed (and count it)."""
+    if _BUDGET[0] is None:
+        return True
+    if _BUDGET[0] <= 0:
+        return False
+    _BUDGET[0] -= 1
+    return True
+
+
 def did_you_mean(word: str, candidates: Iterator[str] | list[str], cutoff: float = 0.6) -> Optional[str]:
-    """The closest candidate (case-insensitive), or None when none is at least ``cutoff`` similar."""
+    """The closest candidate (case-insensitive), or None when none is at least ``cutoff`` similar (or the file's
+    suggestion budget is spent)."""
     import difflib
 
+    if not spend_suggestion():
+        return None
     candidates = list(candidates)
     lowered = {candidate.lower(): candidate for candidate in candidates}
     if word.lower() in lowered:
@@ -168,12 +197,11 @@ def check_document(value: Any, schema_id: str) -> list[SchemaProblem]:
     Problems point at keys for unknown/missing keys and at values for type and range errors; each
     missing key is its own problem, and a problem reported twice (through two schema branches) once.
     """
-    problems: list[SchemaProblem] = []
+    problems: dict[SchemaProblem, None] = {}  # ordered, and a set: a file of thousands of keys stays linear
     for error in validator(schema_id).iter_errors(value):
         for problem in _problems_for(error):
-            if problem not in problems:
-                problems.append(problem)
-    return problems
+            problems.setdefault(problem, None)
+    return list(problems)
 
 
 def _problems_for(error) -> Iterator[SchemaProblem]:

@@ -258,3 +258,25 @@ def test_lyco_train_on_a_lint_only_install_names_the_train_extra_alone(tmp_path)
     output = done.stdout + done.stderr
     assert done.returncode == 1 and "pip install 'lyco[train]'" in output, output
     assert "fix them" not in output and "LYC210" not in output
+
+
+@pytest.mark.parametrize("kind", ["training", "lycoris", "dataset"])
+def test_thousands_of_unknown_keys_stay_linear(tmp_path, kind):
+    """A file within the limits full of unknown keys (no config, but a file pre-commit may pass) is judged quickly:
+    spelling suggestions have a budget per file and key lookups do not scan every option (was 45 s)."""
+    import random
+    import string
+
+    rng = random.Random(0)
+    keys = {"".join(rng.choice(string.ascii_lowercase) for _ in range(8)): 1 for _ in range(6000)}
+    if kind == "training":
+        content, name = dict({"model_family": "flux2"}, **keys), "config.json"
+    elif kind == "lycoris":
+        content, name = dict(VALID_LYCORIS, **keys), "big.lycoris.json"
+    else:
+        content, name = [dict({"id": f"d{i}", "type": "local", "instance_data_dir": str(tmp_path)}, **dict(list(keys.items())[i * 3:i * 3 + 3])) for i in range(1500)], "multidatabackend.json"
+    path = tmp_path / name
+    path.write_text(json.dumps(content))
+    start = time.perf_counter()
+    findings = lint_paths([str(path)]).findings
+    assert time.perf_counter() - start < 2.0 and len(findings) > 1000

@@ -19,6 +19,7 @@ built on these; :mod:`.training_view` applies them to a whole ``config.json``.
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -93,6 +94,22 @@ def _option_strings() -> dict[str, str]:
     return strings
 
 
+@lru_cache(maxsize=1)
+def _sorted_strings() -> list[str]:
+    return sorted(_option_strings())
+
+
+def _prefixed(prefix: str) -> list[str]:
+    """The option strings starting with ``prefix``, sorted: a range of the sorted list (a config of thousands of
+    unknown keys stays fast)."""
+    strings = _sorted_strings()
+    start = bisect.bisect_left(strings, prefix)
+    end = start
+    while end < len(strings) and strings[end].startswith(prefix):
+        end += 1
+    return strings[start:end]
+
+
 @lru_cache(maxsize=1024)
 def resolve_key(key: str) -> KeyResolution:
     name = key_name(key)
@@ -115,7 +132,7 @@ def resolve_key(key: str) -> KeyResolution:
     if name and facts.get("allow_abbrev", True):
         # argparse compares option strings, not options: a prefix of an option and of its own alias
         # ("validation_step" → validation_step_interval, validation_steps) is ambiguous too.
-        matches = sorted(string for string in strings if string.startswith(name))
+        matches = _prefixed(name)
         if len(matches) == 1:
             return KeyResolution(key, name, "abbreviation", strings[matches[0]], tuple(matches))
         if len(matches) > 1:

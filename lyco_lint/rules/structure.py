@@ -10,7 +10,7 @@ from ..documents import Document, option_name
 from ..jsonpos import Member, join_pointer, to_python, unescape_pointer, walk
 from ..knowledge.lycoris import algo_names, str_bool, tucker_enabled, unknown_algo_hint
 from ..knowledge.simpletuner import resolve_key
-from ..schemas import APPLY_PRESET_ID, LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, check_document, did_you_mean, schema
+from ..schemas import APPLY_PRESET_ID, LYCORIS_CONFIG_ID, MODULE_OPTIONS_ID, check_document, did_you_mean, schema, spend_suggestion
 
 # Codes the engine emits itself, before any rule runs (engine.py refers to them by these names).
 INVALID_JSON = engine_rule(
@@ -106,19 +106,19 @@ UNREADABLE_FILE = engine_rule(
     fix="Safe: the earlier of two identical keys (or `k` and `--k`) is deleted; json.load kept the last one anyway.",
 )
 def duplicate_key(document: Document) -> Iterator[Hit]:
+    training = document.kind == TRAINING
     for pointer, node, _member in walk(document.root):
         if node.kind != "object":
             continue
-        first: dict[str, Member] = {}
-        for member in node.members:
-            name = _training_option(member.key) if document.kind == TRAINING and pointer == "" else member.key
+        first: dict[str, tuple[Member, int]] = {}
+        for index, member in enumerate(node.members):
+            name = _training_option(member.key) if training and pointer == "" else member.key
             if name not in first:
-                first[name] = member
+                first[name] = (member, index)
                 continue
-            earlier = first[name]
+            earlier, earlier_index = first[name]
             if earlier.key == member.key or option_name(earlier.key) == option_name(member.key):
                 also = "" if earlier.key == member.key else f" (also written '{earlier.key}')"
-                earlier_index = next(i for i, m in enumerate(node.members) if m is earlier)
                 yield Hit(
                     join_pointer(pointer, member.key),
                     f"key '{member.key}' appears twice in this object{also}; only the last value counts and the "
@@ -239,6 +239,8 @@ def single_close_match(word: str, candidates: list[str], cutoff: float = 0.8, ma
     """The one candidate a typo evidently meant: close enough, and clearly closer than any other."""
     import difflib
 
+    if not spend_suggestion():
+        return None
     scores = sorted((difflib.SequenceMatcher(None, word, name).ratio(), name) for name in candidates if name != word)
     if not scores or scores[-1][0] < cutoff:
         return None
