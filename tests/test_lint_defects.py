@@ -1,5 +1,7 @@
 """The defects a new user hit (issue 10): valid JSON that crashed lint, non-finite numbers, large and
-unreadable files, output that echoed control characters, wrong messages, silent passes."""
+unreadable files, output that echoed control characters, wrong messages, silent passes.
+
+Time limits are on this process's CPU time, which other processes on a shared machine do not inflate."""
 
 from __future__ import annotations
 
@@ -77,23 +79,23 @@ def test_a_file_over_the_limit_is_one_finding_read_only_in_part(tmp_path, capsys
     with open(big, "wb") as handle:  # 1 GB, sparse: reading it whole would take seconds and memory
         handle.write(b'{"algo": "lora", "x": "')
         handle.truncate(2**30)
-    start = time.perf_counter()
+    start = time.process_time()
     tracemalloc.start()
     status, out, _ = run(capsys, "lint", "--format", "json", str(big))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     findings = json.loads(out)
     assert status == 0 and codes(findings) == ["LYC005"] and "1.0 GiB" in findings[0]["message"]
-    assert time.perf_counter() - start < 1.0 and peak < 20 * 2**20
+    assert time.process_time() - start < 1.0 and peak < 20 * 2**20
 
 
 def test_too_many_values_is_one_finding_in_under_a_second(tmp_path, capsys):
     dense = tmp_path / "dense.lycoris.json"
     dense.write_text('{"algo": "lora", "x": [' + ",".join(["0"] * 100_000) + "]}")
     assert dense.stat().st_size < MAX_FILE_BYTES
-    start = time.perf_counter()
+    start = time.process_time()
     status, out, _ = run(capsys, "lint", "--format", "json", str(dense))
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert status == 0 and codes(json.loads(out)) == ["LYC005"]
 
 
@@ -102,9 +104,9 @@ def test_folder_walks_skip_large_and_unrelated_json_without_parsing(tmp_path, ca
     (tmp_path / "other.json").write_text(json.dumps({"rows": [{"name": i} for i in range(5000)]}))  # no config key
     (tmp_path / "config.json").write_text(json.dumps({"x": "y" * (MAX_FILE_BYTES + 10)}))  # a config's name
     (tmp_path / "cfg.lycoris.json").write_text(json.dumps(VALID_LYCORIS))
-    start = time.perf_counter()
+    start = time.process_time()
     status, out, _ = run(capsys, "lint", "--format", "json", str(tmp_path))
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert [(f["code"], Path(f["file"]).name) for f in json.loads(out)] == [("LYC005", "config.json")]
     from lyco_lint.documents import Document
 
@@ -277,6 +279,6 @@ def test_thousands_of_unknown_keys_stay_linear(tmp_path, kind):
         content, name = [dict({"id": f"d{i}", "type": "local", "instance_data_dir": str(tmp_path)}, **dict(list(keys.items())[i * 3:i * 3 + 3])) for i in range(1500)], "multidatabackend.json"
     path = tmp_path / name
     path.write_text(json.dumps(content))
-    start = time.perf_counter()
+    start = time.process_time()
     findings = lint_paths([str(path)]).findings
-    assert time.perf_counter() - start < 2.0 and len(findings) > 1000
+    assert time.process_time() - start < 2.0 and len(findings) > 1000
