@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from .catalog import WEIGHTS, Hit, Rule, Severity
 from .documents import DATASET, LYCORIS, TRAINING, UNKNOWN, Document, LintContext, config_like_name
-from .fixes import FindingFix, resolve as resolve_fix
 from .knowledge.training_view import (
     model_family,
     options as training_options,
@@ -25,6 +24,9 @@ from .schemas import suggestion_budget
 
 # Spelling suggestions one file gets (each costs milliseconds; a file with thousands of unknown keys is no config).
 SUGGESTIONS_PER_FILE = 20
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fixes import FindingFix
 
 WEIGHTS_SUFFIXES = (".safetensors", ".sft")
 
@@ -376,7 +378,11 @@ def lint_document(document: Document, options: Optional[Options] = None) -> list
         span = target.locate(hit.pointer, hit.at)
         location = (span.line, span.column, span.end_line, span.end_column)
         finding = _finding(entry, target.display_path, location, hit.message, hit.pointer, hit.severity)
-        findings.append(replace(finding, fix=resolve_fix(target, hit.fix)) if hit.fix is not None else finding)
+        if hit.fix is not None:
+            from .fixes import resolve as resolve_fix
+
+            finding = replace(finding, fix=resolve_fix(target, hit.fix))
+        findings.append(finding)
     return findings
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from .atomic import write_text
 from .catalog import SAFE, Edit, Fix
 from .jsonpos import Span
 
@@ -128,6 +127,8 @@ class FixedFile:
     def write(self) -> None:
         """Write the fixed text over the file (through a symbolic link to its target), atomically, unless the
         file changed since it was read."""
+        from .atomic import write_text
+
         target = self.path.resolve()
         current = target.read_bytes().decode("utf-8-sig")
         if current != self.before:
