@@ -236,6 +236,10 @@ class Document:
             return {}
         return {pointer: (node, member) for pointer, node, member in walk(self.root)}
 
+    def nodes(self):
+        """Every (pointer, node, member) of the document, from the index ``locate`` builds anyway."""
+        return ((pointer, node, member) for pointer, (node, member) in self._index.items())
+
     def node_at(self, pointer: str) -> Optional[Node]:
         entry = self._index.get(pointer)
         return entry[0] if entry else None

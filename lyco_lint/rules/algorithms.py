@@ -158,6 +158,11 @@ def entry_algo(entry: dict, top: Scope) -> Optional[str]:
 
 
 def scopes(document: Document) -> list[Scope]:
+    """The top level and every map entry (computed once per document: every LYC1xx rule walks them)."""
+    return document.derive("lycoris_scopes", _scopes)
+
+
+def _scopes(document: Document) -> list[Scope]:
     top = top_scope(document)
     found = [top]
     for map_name, key, entry in map_entries(document):

@@ -431,7 +431,7 @@ def deprecated_alias(document: Document) -> Iterator[Hit]:
     fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8}',
 )
 def non_finite_number(document: Document) -> Iterator[Hit]:
-    for pointer, node, _member in walk(document.root):
+    for pointer, node, _member in document.nodes():
         if node.kind != "number" or isinstance(node.value, int) or math.isfinite(node.value):
             continue
         name = unescape_pointer(pointer.rsplit("/", 1)[-1]) if pointer else "the value"
