@@ -265,11 +265,15 @@ def explain_command(
 def train_command(
     config: str = typer.Argument(..., help="The training config (SimpleTuner-style config.json).", show_default=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Lint, find the data and print the plan (data, steps, batch); load nothing, write nothing."),
+    adapter_path: str = typer.Option(
+        "auto", "--adapter-path",
+        help="Each adapted layer's forward: auto (the faster of bypass and rebuild, measured once per layer shape on this device), bypass or rebuild.",
+    ),
 ) -> None:
     """Train a LyCORIS adapter from a SimpleTuner config.json; refuses to start while `lyco lint` reports errors."""
     from lyco_train import run
 
-    raise typer.Exit(run(config, dry_run=dry_run))
+    raise typer.Exit(run(config, dry_run=dry_run, adapter_path=adapter_path))
 
 
 _KIND_TITLES = {

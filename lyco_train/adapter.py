@@ -5,10 +5,15 @@ The network is built by ``lyco_lint.meta_model.network.build_network``, the func
 since it leaks between networks in one process). Then: refuse zero adapted modules → ``apply_to`` →
 adapter parameters in float32 (the base model may be bf16; autocast does the compute).
 
-T-LoRA (lycoris-lora 4.1.3, ``lycoris/modules/tlora.py``): one ``(1, rank)`` mask per forward — a
-``(batch, rank)`` mask crashes on token inputs — so the training step runs one forward per sample when the
-batch holds several timesteps. The mask stays set until that sample's backward is done: with gradient
-checkpointing the backward recomputes the forward, and it must see the same ranks.
+T-LoRA (lycoris-lora 4.1.3, ``lycoris/modules/tlora.py``) takes one ``(1, rank)`` mask per forward — a
+``(batch, rank)`` mask crashes on token inputs — which would cost one forward per sample when a batch holds
+several timesteps. lyco's T-LoRA forward (``layer_paths.tlora_forward``, installed on every T-LoRA Linear by
+``layer_paths.install``) applies a per-sample mask (:func:`sample_masks`, ``(batch, rank)``, broadcast over the
+tokens) inside one batched forward: sample ``b``'s output is T-LoRA's bypass output with sample ``b``'s mask,
+so the gradients are those of the per-sample loop (``tests/test_train_paths.py`` checks them against it).
+Without a per-sample mask it is LyCORIS's forward (LyCORIS's own mask, :func:`timestep_mask`). A mask stays
+set until the backward is done: with gradient checkpointing the backward recomputes the forward, and it must
+see the same ranks.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Iterator, Optional
 from lyco_lint.atomic import atomic_path
 
 from .config import ConfigError
+from .layer_paths import batches_masks, install_configured
 
 TLORA_BUFFERS = ("base_q", "base_p", "base_lambda")  # recomputed when the network is built, never saved
 TARGET_WORDS = ("Attention", "FeedForward", "Block")  # the kinds of class LyCORIS presets usually target
@@ -42,6 +48,12 @@ class Adapter:
     network: Any  # lycoris.LycorisNetwork
     config: dict[str, Any]  # the complete LyCORIS config (multiplier, linear_dim, linear_alpha filled in)
     tlora: Optional[TloraSchedule]
+    batched_masks: bool = True  # T-LoRA: per-sample masks in one batched forward (see can_batch_masks)
+    path_choice: Any = None  # layer_paths.Choice: the forward path of each adapted layer
+
+    @property
+    def device(self):
+        return next(iter(self.network.parameters())).device
 
     def parameters(self) -> list:
         return [p for p in self.network.parameters() if p.requires_grad]
@@ -90,11 +102,12 @@ def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device
     network.to(device, dtype=torch.float32)
     network.requires_grad_(True)
     network.train()
+    install_configured(network)  # lyco's forwards, on the config's paths until layer_paths.choose picks
     schedule = None
     if arguments.is_tlora:
         groups = sorted({getattr(module, "mask_group_id", 0) for module in network.loras})
         schedule = TloraSchedule(arguments.linear_dim, arguments.tlora_min_rank, arguments.tlora_alpha, max_timestep, tuple(groups))
-    return Adapter(network, arguments.complete_config(), schedule)
+    return Adapter(network, arguments.complete_config(), schedule, batched_masks=batches_masks(network))
 
 
 def target_candidates(denoiser) -> list[str]:
@@ -121,6 +134,33 @@ def timestep_mask(adapter: Adapter, timestep: float) -> Iterator[None]:
     finally:
         for group in schedule.group_ids:
             clear_timestep_mask(group)
+
+
+def can_batch_masks(adapter: Adapter) -> bool:
+    """Every T-LoRA module runs lyco's forward (Linear layers, no dropout): one batched forward can carry
+    per-sample masks. Set False for the run when a layer's input turns out not to lead with the batch."""
+    return adapter.tlora is not None and adapter.batched_masks
+
+
+@contextlib.contextmanager
+def sample_masks(adapter: Adapter, timesteps) -> Iterator[None]:
+    """Per-sample T-LoRA rank masks (one row per sample, 0–max_timestep scale) for one batched forward and its
+    backward."""
+    import torch
+    from lycoris.modules.tlora import compute_timestep_mask
+
+    from .layer_paths import SAMPLE_MASKS
+
+    schedule = adapter.tlora
+    rows = [compute_timestep_mask(int(t), schedule.max_timestep, schedule.max_rank, schedule.min_rank, schedule.alpha) for t in timesteps]
+    mask = torch.cat(rows).to(adapter.device)
+    for group in schedule.group_ids:
+        SAMPLE_MASKS[group] = mask
+    try:
+        yield
+    finally:
+        for group in schedule.group_ids:
+            SAMPLE_MASKS.pop(group, None)
 
 
 def active_ranks(adapter: Adapter, timestep: float) -> int:

@@ -217,6 +217,15 @@ def shared_seed(accelerator, seed: int) -> int:
     return int(broadcast_object_list([seed], from_process=0)[0])
 
 
+def from_main(accelerator, value: Any) -> Any:
+    """The main process's ``value`` on every process (a decision made once, e.g. the adapter's layer paths)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0]
+
+
 def check_same_run(accelerator, facts: dict[str, Any]) -> None:
     """Every process planned the same run (same checkpoint, steps, data): they read the same files. Several
     machines without a shared file system disagree here."""

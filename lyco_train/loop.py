@@ -11,6 +11,7 @@ written only when the adapter and the optimizer state are finite, and the final 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import math
@@ -24,12 +25,13 @@ from rich.console import Console
 
 from lyco_lint.atomic import write_bytes
 
-from . import caching, distributed, quantize
-from .adapter import WEIGHTS_NAME, Adapter, build_adapter, save_adapter, timestep_mask
+from . import caching, distributed, layer_paths, quantize
+from .adapter import WEIGHTS_NAME, Adapter, active_ranks, build_adapter, can_batch_masks, sample_masks, save_adapter, timestep_mask
 from .checkpoint import NonFiniteState, check_finite, load_checkpoint, non_finite_parameters, save_checkpoint
 from .config import ConfigError
 from .data import BatchStream, DataPlan
 from .distributed import Share
+from .layer_paths import MaskBatchMismatch
 from .families.base import Family
 from .optim import build_optimizer, build_scheduler, follow_config, hyperparameters, schedule_changes, schedule_settings
 from .options import TrainingOptions, torch_dtype
@@ -51,6 +53,7 @@ class Parts:
     accelerator: Any
     weight_dtype: torch.dtype
     params: list
+    say: Callable[[str], None] = print
 
 
 @dataclass
@@ -213,10 +216,48 @@ def prepare(run: RunPlan, say: Callable[[str], None], accelerator=None) -> tuple
     params = adapter.parameters()
     say(f"adapter: {adapter.config.get('algo', 'lora')}, {len(adapter.network.loras)} modules, "
         f"{sum(p.numel() for p in params):,} trainable parameters (float32)")
-    optimizer = build_optimizer(params, options, accelerator.num_processes)
-    scheduler = build_scheduler(optimizer, options, run.steps.total_steps, processes=accelerator.num_processes)
+    parts = Parts(options, family, run.data, denoiser, adapter, None, None, accelerator, weight_dtype, params, say)
+    adapter.path_choice = choose_paths(parts, run.adapter_path, sharded)
+    say(adapter.path_choice.describe())
+    parts.optimizer = build_optimizer(params, options, accelerator.num_processes)
+    parts.scheduler = build_scheduler(parts.optimizer, options, run.steps.total_steps, processes=accelerator.num_processes)
     generator = torch.Generator().manual_seed(seed)  # noise, timesteps, captions: CPU-drawn, device-independent
-    return Parts(options, family, run.data, denoiser, adapter, optimizer, scheduler, accelerator, weight_dtype, params), generator
+    return parts, generator
+
+
+def choose_paths(parts: Parts, setting: str, sharded: bool):
+    """The forward path of each adapted layer (``layer_paths``): measured on a probe forward of a batch like
+    the run's, then the main process's choice on every process (the same numbers everywhere)."""
+    options = parts.options
+    quantized = options.base_model_precision if options.base_model_precision != "no_change" else None
+    network = parts.adapter.network
+    choice = layer_paths.choose(
+        network, setting, quantized=quantized, sharded=sharded, device=parts.accelerator.device, autocast=parts.accelerator.autocast,
+        shapes=lambda: layer_paths.input_shapes(parts.denoiser, network.loras, lambda: probe_forward(parts)),
+    )
+    paths = distributed.from_main(parts.accelerator, choice.paths)
+    if paths != choice.paths:
+        choice.paths = paths
+        for index, (lora, path) in enumerate(zip(network.loras, paths)):
+            layer_paths.install(lora, None if index in choice.fixed else path)
+    return choice
+
+
+def probe_forward(parts: Parts) -> None:
+    """One forward (the caller turns gradients off) on ``train_batch_size`` samples of the largest bucket, with
+    noise from a generator of its own: the input shapes each adapted layer sees in training."""
+    options, family, device, plan = parts.options, parts.family, parts.accelerator.device, parts.data
+    bucket = max(plan.buckets.values(), key=len)
+    indices = (bucket * options.train_batch_size)[: options.train_batch_size]
+    generator = torch.Generator().manual_seed(0)  # not the run's: its numbers stay as they are
+    latents, prompt_embeds, conditioning, _sources = load_batch(plan, indices, generator, 0.0, family, options)
+    levels = family.sample_noise_levels(options, latents, generator)
+    noisy = family.noisy_input(options, latents, family.sample_noise(options, latents, generator), levels)
+    with parts.accelerator.autocast():
+        family.predict(
+            parts.denoiser, noisy.to(device, parts.weight_dtype), {name: t.to(device, parts.weight_dtype) for name, t in prompt_embeds.items()},
+            {name: t.to(device) for name, t in conditioning.items()}, levels.to(device), options, generator,
+        )
 
 
 # -- one optimizer step --------------------------------------------------------------------------
@@ -272,6 +313,7 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
     Each sample's mean squared error is weighted by the family (min-SNR) and by ``share`` (1 / samples in the
     step; 0 for a padding row)."""
     options, family, device = parts.options, parts.family, parts.accelerator.device
+    start = generator.get_state()
     latents, prompt_embeds, conditioning, sources = load_batch(parts.data, indices, generator, options.caption_dropout_probability, family, options)
     levels = family.sample_noise_levels(options, latents, generator)
     noise = family.sample_noise(options, latents, generator)
@@ -287,16 +329,20 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
     target = family.target(options, latents, noise, levels)
     weights = family.loss_weights(options, levels)
     timesteps = family.timesteps(levels)
-    # T-LoRA takes one rank mask per forward: samples with different timesteps go through one at a time.
-    groups = [[i] for i in range(count)] if parts.adapter.tlora is not None and count > 1 else [list(range(count))]
     total, failure = 0.0, None
-    for group in groups:
-        with timestep_mask(parts.adapter, float(timesteps[group[0]])):
-            with parts.accelerator.autocast():
-                prediction = family.predict(
-                    parts.denoiser, noisy[group].to(parts.weight_dtype), {name: t[group] for name, t in prompt_embeds.items()},
-                    {name: t[group] for name, t in conditioning.items()}, levels[group], options, generator,
-                )
+    for group, masks in forward_groups(parts.adapter, [float(t) for t in timesteps]):
+        with masks:
+            try:
+                with parts.accelerator.autocast():
+                    prediction = family.predict(
+                        parts.denoiser, noisy[group].to(parts.weight_dtype), {name: t[group] for name, t in prompt_embeds.items()},
+                        {name: t[group] for name, t in conditioning.items()}, levels[group], options, generator,
+                    )
+            except MaskBatchMismatch as mismatch:  # nothing ran backward yet: redo this micro-batch one sample at a time
+                parts.adapter.batched_masks = False
+                parts.say(f"note: T-LoRA masks go one sample at a time from now on ({mismatch})")
+                generator.set_state(start)
+                return accumulate_gradients(parts, indices, generator, share)
             error = F.mse_loss(prediction.float(), target[group].float(), reduction="none")
             per_sample = error.mean(dim=tuple(range(1, error.ndim)))
             loss = ((per_sample * weights[group].float() if weights is not None else per_sample) * sample_weights[group]).sum()
@@ -310,6 +356,20 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
                 failure = NonFiniteLoss(f"loss is {value}", hazards + diagnose(latents, embeds, prediction, sources))
         total += value
     return total, drawn, failure
+
+
+def forward_groups(adapter: Adapter, timesteps: list[float]):
+    """The forwards of a micro-batch (row groups) and the T-LoRA mask context of each: one batched forward
+    with per-sample masks (or LyCORIS's one mask when every sample has the same ranks); one forward per sample
+    only when a T-LoRA module cannot take per-sample masks (a convolution, dropout)."""
+    rows = list(range(len(timesteps)))
+    if adapter.tlora is None:
+        return [(rows, contextlib.nullcontext())]
+    if len({active_ranks(adapter, t) for t in timesteps}) == 1:
+        return [(rows, timestep_mask(adapter, timesteps[0]))]
+    if can_batch_masks(adapter):
+        return [(rows, sample_masks(adapter, timesteps))]
+    return [([row], timestep_mask(adapter, timesteps[row])) for row in rows]
 
 
 def load_batch(plan: DataPlan, indices: list[int], generator: torch.Generator, dropout: float, family: Family, options: TrainingOptions):

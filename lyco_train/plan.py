@@ -39,6 +39,7 @@ class RunPlan:
     resume: Optional[Path]  # the checkpoint folder to continue from, None for a fresh start
     seed: int
     launch: Launch = Launch()  # the processes this run is one of (accelerate launch / torchrun)
+    adapter_path: str = "auto"  # lyco train --adapter-path: auto (measured per layer), bypass or rebuild
 
     @property
     def micro_batch_size(self) -> int:

@@ -13,6 +13,7 @@ import io
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,10 +27,11 @@ from .lint_gate import lint_gate, model_analysis
 from .plan import RunPlan, check_fresh_output, check_output_dir, describe, plan_steps, resume_point
 
 
-def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) -> int:
+def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None, adapter_path: str = "auto") -> int:
     """Lint, plan and (unless ``dry_run``) train. Returns the exit status: 0 done (or planned), 1 lint errors,
     a config problem or a stopped run (non-finite state), 2 the config file or the trainer's dependencies are
-    missing. Under ``accelerate launch`` every process runs this; only the main one prints."""
+    missing. Under ``accelerate launch`` every process runs this; only the main one prints. ``adapter_path``:
+    each adapted layer's forward path (``layer_paths``): auto (measured), bypass or rebuild."""
     from rich.console import Console
 
     quantize.quiet_import_noise()
@@ -41,6 +43,11 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) 
         return 1
     console = console or (Console() if launch.is_main else Console(file=io.StringIO()))
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    from .layer_paths import PATH_CHOICES
+
+    if adapter_path not in PATH_CHOICES:
+        say(f"error: --adapter-path {adapter_path!r}: choose one of {', '.join(PATH_CHOICES)}")
+        return 2
     path = Path(config_path)
     if not path.is_file():
         say(f"error: config file {path} not found")
@@ -49,7 +56,7 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None) 
     if lint_result is None:
         return 1
     try:
-        plan = prepare_run(path, say, launch)
+        plan = replace(prepare_run(path, say, launch), adapter_path=adapter_path)
         # before any work: a folder the run can write, and not an earlier run's (the main process probes it)
         check_output_dir(plan.config.output_dir, create=not dry_run and launch.is_main)
         check_fresh_output(plan.config.output_dir, plan.resume)
@@ -129,5 +136,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="lyco train", description="Train a LyCORIS adapter from a SimpleTuner config.json.")
     parser.add_argument("config", help="the training config (config.json)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (data, steps, batch) and exit")
+    parser.add_argument(
+        "--adapter-path", choices=("auto", "bypass", "rebuild"), default="auto",
+        help="each adapted layer's forward: auto (the faster of the two, measured once per layer shape), bypass or rebuild",
+    )
     arguments = parser.parse_args(argv)
-    return run(arguments.config, dry_run=arguments.dry_run)
+    return run(arguments.config, dry_run=arguments.dry_run, adapter_path=arguments.adapter_path)

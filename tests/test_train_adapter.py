@@ -154,21 +154,23 @@ def test_saved_weights_reproduce_the_trained_network(tmp_path, pipeline, lycoris
         assert not torch.allclose(expected, base, atol=1e-4)  # the adapter does change the output
 
 
-def test_tlora_batch_of_two_runs_one_forward_per_sample(tmp_path, pipeline, monkeypatch):
+def test_tlora_batch_of_two_runs_one_forward_with_per_sample_masks(tmp_path, pipeline, monkeypatch):
+    from lyco_train.layer_paths import SAMPLE_MASKS
+
     parts, generator, stream = setup_parts(tmp_path, pipeline, copy.deepcopy(FLUX2_TLORA), train_batch_size=2)
     calls = []
     original = flux2.predict
 
     def counting(denoiser_, noisy, *args):
-        from lycoris.modules.tlora import get_timestep_mask
-
-        calls.append((noisy.shape[0], get_timestep_mask().shape))
+        calls.append((noisy.shape[0], tuple(SAMPLE_MASKS[0].shape)))
         return original(denoiser_, noisy, *args)
 
     monkeypatch.setattr(flux2, "predict", counting)
     batch = next(b for b in iter(stream.next, None) if len(b) == 2)
-    train_step(parts, [batch], generator)
-    assert calls == [(1, (1, 4)), (1, (1, 4))]
+    result = train_step(parts, [batch], generator)
+    assert len({active_ranks(parts.adapter, t) for t in result.timesteps}) == 2  # two different rank masks
+    assert calls == [(2, (2, 4))]  # one forward of both samples, one mask row each
+    assert SAMPLE_MASKS == {}  # cleared after the backward
 
 
 @pytest.mark.parametrize("name", ["linear", "sine", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"])
