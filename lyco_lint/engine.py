@@ -313,26 +313,26 @@ def attach_model(document: Document, spec: str, built_models: dict) -> None:
     config LyCORIS rejects becomes a finding (LYC210, LYC211), never a crash. An analysis made before for
     the same model config, LyCORIS config and library versions is read from the cache (no torch import)."""
     from .meta_model import cache
-    from .meta_model.analyse import AnalysisError, analyse
     from .meta_model.analysis import REFERENCE_TOKENS
-    from .meta_model.build import build_meta_model
     from .meta_model.resolve import ModelError, resolve_model
 
     training = document.context.training
     try:
         source = resolve_model(spec, document.context.family, training_options(training) if training else None)
         analysis = cache.load(source, document.value, REFERENCE_TOKENS)
-        if analysis is None:
+        if analysis is None:  # only now the modules that import torch, diffusers and LyCORIS
+            from .meta_model.analyse import analyse
+            from .meta_model.build import build_meta_model
+
             identity = str(source.config_path or source.origin)
             if identity not in built_models:
                 built_models[identity] = build_meta_model(source)
             analysis = analyse(built_models[identity], document.value, source=source, tokens=REFERENCE_TOKENS)
             cache.store(source, document.value, REFERENCE_TOKENS, analysis)
         document.context.model = analysis
-    except AnalysisError as error:
-        document.engine_hits.append((LYCORIS_BUILD_FAILED, Hit("", str(error), at="whole")))
-    except ModelError as error:
-        document.engine_hits.append((MODEL_UNAVAILABLE, Hit("", str(error), at="whole")))
+    except ModelError as error:  # AnalysisError (LyCORIS refused the config) is one too
+        entry = LYCORIS_BUILD_FAILED if getattr(error, "refused_by_lycoris", False) else MODEL_UNAVAILABLE
+        document.engine_hits.append((entry, Hit("", str(error), at="whole")))
     except ImportError as error:  # a lint-only install: torch, diffusers and lycoris are the train extra
         message = (
             f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "

@@ -94,3 +94,11 @@ def test_an_unreadable_entry_is_a_miss_and_the_folder_follows_the_environment(se
     monkeypatch.delenv("LYCO_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache.cache_dir() == tmp_path / "xdg" / "lyco"
+
+
+def test_versions_are_what_importlib_metadata_says():
+    from importlib import metadata
+
+    found = cache.versions()
+    for name in cache.DISTRIBUTIONS:
+        assert found[name] == metadata.version(name)

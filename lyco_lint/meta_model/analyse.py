@@ -23,6 +23,8 @@ from .resolve import ModelError, ModelSource, resolve_model
 class AnalysisError(ModelError):
     """LyCORIS refused to build the config on this model (its own error, reworded)."""
 
+    refused_by_lycoris = True  # LYC211, where other ModelErrors are LYC210 (the engine need not import this module)
+
 
 def analyse(model, lycoris_config: dict, source: Optional[ModelSource] = None, tokens: int = REFERENCE_TOKENS) -> Analysis:
     """Apply ``lycoris_config`` to ``model`` the way lyco train and SimpleTuner do, with LyCORIS 4.1.3 itself."""

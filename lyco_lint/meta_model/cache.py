@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,18 +39,41 @@ def cache_dir() -> Path:
 
 
 def versions() -> dict[str, Optional[str]]:
-    """lyco's and the analysing libraries' versions, from package metadata (no import of the packages)."""
-    from importlib import metadata
+    """lyco's and the analysing libraries' versions, from package metadata (no import of the packages).
 
+    The installed ``NAME-VERSION.dist-info`` folders on ``sys.path`` are the metadata importlib.metadata reads;
+    listing them is much cheaper than importing importlib.metadata (about 0.1 s, a third of a warm run), which
+    only answers for a package not found that way (an unusual layout, or not installed)."""
     from .. import __version__
 
+    wanted = {_project_key(name): name for name in DISTRIBUTIONS}
     found: dict[str, Optional[str]] = {"lyco": __version__}
-    for name in DISTRIBUTIONS:
+    for folder in sys.path:
         try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for entry in names:
+            if entry.endswith(".dist-info"):
+                project, _, version = entry[: -len(".dist-info")].partition("-")
+                name = wanted.get(_project_key(project))
+                if name is not None and name not in found:
+                    found[name] = version
+    missing = [name for name in DISTRIBUTIONS if name not in found]
+    if missing:
+        from importlib import metadata
+
+        for name in missing:
+            try:
+                found[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                found[name] = None
+    return {name: found[name] for name in ("lyco", *DISTRIBUTIONS)}
+
+
+def _project_key(name: str) -> str:
+    """A distribution name as dist-info folders spell it (PEP 503 normalisation: lycoris-lora = lycoris_lora)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def cache_key(source: ModelSource, lycoris_config: Any, tokens: int) -> str:
