@@ -785,11 +785,14 @@ def _merge_changes_model(scope: Scope) -> bool:
 
 
 # How to render a T-LoRA adapter as trained: LyCORIS itself, with the mask of each step's timestep.
-TLORA_SAMPLER = "load it with LyCORIS (create_lycoris_from_weights + apply_to) and call set_timestep_mask at every step"
+TLORA_SAMPLER = (
+    "render with `lyco sample`, which sets it at every step as training's validation does, or load the adapter with "
+    "LyCORIS (create_lycoris_from_weights + apply_to) and call set_timestep_mask at every step"
+)
 
 MERGE_REMEDY = (
-    "load the adapter with create_lycoris_from_weights(...) + apply_to(), which applies the scale once, instead of "
-    "merge_to(); or train with linear_alpha equal to linear_dim (scale 1), where merging is exact"
+    "merge with `lyco merge` (it applies the scale once), or load the adapter with create_lycoris_from_weights(...) + "
+    "apply_to() instead of merge_to(); or train with linear_alpha equal to linear_dim (scale 1), where merging is exact"
 )
 
 
@@ -806,7 +809,8 @@ MERGE_REMEDY = (
     why=(
         "The usual inference recipe (SimpleTuner's LyCORIS guide: `create_lycoris_from_weights(...)` then "
         "`merge_to()`) bakes scale² · ΔW into the model instead of scale · ΔW: at dim 2 and alpha 1 the merged model "
-        "shows half of the trained adapter's effect (measured with lycoris-lora 4.1.3; `apply_to()` matches training)."
+        "shows half of the trained adapter's effect (measured with lycoris-lora 4.1.3; `apply_to()` matches training, "
+        "and `lyco merge` applies the scale once)."
     ),
     example='{"algo": "loha", "multiplier": 1.0, "linear_dim": 8, "linear_alpha": 4}',
     fixed='{"algo": "loha", "multiplier": 1.0, "linear_dim": 8, "linear_alpha": 8}',
@@ -851,7 +855,7 @@ def merge_changes_model(document: Document) -> Iterator[Hit]:
     why=(
         "T-LoRA trains each timestep with a different number of ranks. Merged weights, ComfyUI and diffusers' "
         "`load_lora_weights` ignore the mask and apply every rank at every step (KohakuBlueleaf/LyCORIS PR #280), so "
-        "their images differ from the validation images of the run."
+        "their images differ from the validation images of the run. `lyco sample` renders with the masks."
     ),
     example='{"algo": "tlora", "multiplier": 1.0, "linear_dim": 64, "linear_alpha": 32}',
     fixed='{"algo": "lora", "multiplier": 1.0, "linear_dim": 64, "linear_alpha": 32}',
