@@ -25,7 +25,8 @@ batch; accelerate does the communication:
   stays replicated (it is small) and is reduced as above.
 
 Launches lyco cannot serve (DeepSpeed, Megatron-LM, TPU/XLA, FSDP version 1, FSDP offload or activation
-checkpointing, torch.compile) are refused at start (:func:`check_launch_environment`).
+checkpointing, accelerate's own ``--dynamo_backend``: lyco compiles with the config's ``dynamo_*`` options,
+``compile.py``) are refused at start (:func:`check_launch_environment`).
 
 The top of this module is torch-free (the plan and ``--dry-run`` use it); torch and accelerate are imported
 inside the functions below "processes".
@@ -103,7 +104,10 @@ def check_launch_environment() -> None:
         raise ConfigError(f"lyco train does not run under Megatron-LM: {fixes}")
     backend = os.environ.get("ACCELERATE_DYNAMO_BACKEND", "no").strip().lower()
     if backend not in ("no", ""):
-        raise ConfigError(f"lyco train does not compile the model (accelerate launch --dynamo_backend {backend}); launch without --dynamo_backend")
+        raise ConfigError(
+            f"accelerate launch --dynamo_backend {backend}: lyco train compiles with the config's dynamo_backend (and "
+            "dynamo_use_regional_compilation, dynamo_mode), not the launcher's; launch with --dynamo_backend no and set them in config.json"
+        )
     if fsdp_requested():
         version = os.environ.get("FSDP_VERSION", "1")
         if version != "2":

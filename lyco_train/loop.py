@@ -28,14 +28,16 @@ from lyco_lint.atomic import write_bytes
 from . import caching, distributed, layer_paths, quantize
 from .adapter import WEIGHTS_NAME, Adapter, active_ranks, build_adapter, can_batch_masks, sample_masks, save_adapter, timestep_mask
 from .checkpoint import NonFiniteState, check_finite, load_checkpoint, non_finite_parameters, save_checkpoint
+from .compile import compile_denoiser, compile_errors
 from .config import ConfigError
 from .data import BatchStream, DataPlan
 from .distributed import Share
-from .layer_paths import MaskBatchMismatch
 from .families.base import Family
+from .layer_paths import MaskBatchMismatch
 from .optim import build_optimizer, build_scheduler, follow_config, hyperparameters, schedule_changes, schedule_settings
 from .options import TrainingOptions, torch_dtype
 from .plan import RunPlan, prune_checkpoints
+from .prefetch import Reader
 from .report import CURVE_NAME, TrainingLog, draw_loss_curve
 
 
@@ -54,6 +56,8 @@ class Parts:
     weight_dtype: torch.dtype
     params: list
     say: Callable[[str], None] = print
+    compiled: Any = None  # compile.Compiled: the compiled blocks, when dynamo_backend is set
+    reader: Optional[Reader] = None  # prefetch.Reader: cache files kept and read ahead
 
 
 @dataclass
@@ -63,6 +67,7 @@ class StepResult:
     lr: float
     timesteps: list[float]
     samples: int
+    peak_gib: Optional[float] = None  # the accelerator's peak allocated memory in this step (CUDA), GiB
 
 
 class NonFiniteLoss(Exception):
@@ -90,6 +95,7 @@ def train(run: RunPlan, console: Console) -> int:
         state, changes = resume(run, parts, generator)
         say(f"resumed from {run.resume} at step {state['global_step']}" + (f"; from the config: {', '.join(changes)}" if changes else ""))
     stream = BatchStream(run.data, run.seed, run.micro_batch_size, state["epoch"], state["batch_in_epoch"])
+    parts.reader.follow(stream, options.gradient_accumulation_steps)  # cache files read ahead of each step
     last_good = run.resume
 
     def stop(step: int, failure: NonFiniteLoss) -> int:
@@ -112,7 +118,8 @@ def train(run: RunPlan, console: Console) -> int:
                 return stop(step + 1, failure if isinstance(failure, NonFiniteLoss) else NonFiniteLoss(str(failure), []))
             step += 1
             log.record(step, loss=result.loss, lr=result.lr, grad_norm=result.grad_norm, epoch=stream.epoch,
-                       timestep=sum(result.timesteps) / len(result.timesteps), samples=result.samples)
+                       timestep=sum(result.timesteps) / len(result.timesteps), samples=result.samples,
+                       **({"peak_memory_gib": round(result.peak_gib, 3)} if result.peak_gib is not None else {}))
             if interval and step % interval == 0:
                 last_good = output_dir / f"checkpoint-{step}"
                 if main:
@@ -216,9 +223,13 @@ def prepare(run: RunPlan, say: Callable[[str], None], accelerator=None) -> tuple
     params = adapter.parameters()
     say(f"adapter: {adapter.config.get('algo', 'lora')}, {len(adapter.network.loras)} modules, "
         f"{sum(p.numel() for p in params):,} trainable parameters (float32)")
-    parts = Parts(options, family, run.data, denoiser, adapter, None, None, accelerator, weight_dtype, params, say)
+    parts = Parts(options, family, run.data, denoiser, adapter, None, None, accelerator, weight_dtype, params, say,
+                  reader=Reader(run.data, options.caption_dropout_probability))
     adapter.path_choice = choose_paths(parts, run.adapter_path, sharded)
     say(adapter.path_choice.describe())
+    parts.compiled = compile_denoiser(denoiser, adapter.network, options, accelerator.autocast, say)
+    if parts.compiled is not None:
+        say(parts.compiled.description)
     parts.optimizer = build_optimizer(params, options, accelerator.num_processes)
     parts.scheduler = build_scheduler(parts.optimizer, options, run.steps.total_steps, processes=accelerator.num_processes)
     generator = torch.Generator().manual_seed(seed)  # noise, timesteps, captions: CPU-drawn, device-independent
@@ -268,14 +279,14 @@ def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Ge
     processes, clip, step the optimizer and the schedule, check the adapter. Each sample counts 1 / (samples
     in the step), so micro-batches of different sizes (the end of a bucket) are weighted by their samples."""
     options, optimizer, accelerator = parts.options, parts.optimizer, parts.accelerator
+    cuda = accelerator.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
     optimizer.zero_grad(set_to_none=True)
+    if parts.reader is not None:
+        parts.reader.read_ahead()  # the next step's files, while this one computes
     shares = distributed.split_step([len(indices) for indices in micro_batches], accelerator.process_index, accelerator.num_processes)
-    loss, timesteps, failures = 0.0, [], []
-    for indices, share in zip(micro_batches, shares):
-        part, drawn, failure = accumulate_gradients(parts, indices, generator, share)
-        loss += part
-        timesteps.extend(drawn)
-        failures += [failure] if failure is not None else []
+    loss, timesteps, failures = step_gradients(parts, micro_batches, shares, generator)
     loss = distributed.reduce_gradients(accelerator, parts.params, loss)
     if not math.isfinite(loss):  # the same decision on every process: the loss is summed over all of them
         evidence = distributed.gather_lines(accelerator, failures[0].evidence if failures else [])
@@ -301,7 +312,36 @@ def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Ge
     problem = non_finite_parameters(parts.adapter, parts.params)
     if problem:
         raise NonFiniteLoss(problem, [f"the loss and gradients were finite: the optimizer step (lr {lr:g}) made the adapter overflow"])
-    return StepResult(loss, grad_norm, lr, timesteps, sum(len(indices) for indices in micro_batches))
+    peak = torch.cuda.max_memory_allocated(accelerator.device) / 2**30 if cuda else None
+    return StepResult(loss, grad_norm, lr, timesteps, sum(len(indices) for indices in micro_batches), peak)
+
+
+def step_gradients(parts: Parts, micro_batches: list[list[int]], shares: list[Share], generator: torch.Generator):
+    """Every micro-batch's forward and backward: the step's loss on this process, its timesteps and failures.
+    A compilation that fails here (it happens at the first call of a compiled block, before anything is
+    applied) turns compilation off for the run and the step is redone eagerly from the same random state."""
+    start = generator.get_state()
+    try:
+        return accumulate_all(parts, micro_batches, shares, generator)
+    except Exception as error:
+        if parts.compiled is None or not parts.compiled.active or not isinstance(error, compile_errors()):
+            raise
+        parts.compiled.undo()
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        parts.say(f"note: torch.compile failed ({type(error).__name__}: {first}); training eagerly from here on")
+        parts.optimizer.zero_grad(set_to_none=True)
+        generator.set_state(start)
+        return accumulate_all(parts, micro_batches, shares, generator)
+
+
+def accumulate_all(parts: Parts, micro_batches: list[list[int]], shares: list[Share], generator: torch.Generator):
+    loss, timesteps, failures = 0.0, [], []
+    for indices, share in zip(micro_batches, shares):
+        part, drawn, failure = accumulate_gradients(parts, indices, generator, share)
+        loss += part
+        timesteps.extend(drawn)
+        failures += [failure] if failure is not None else []
+    return loss, timesteps, failures
 
 
 def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Generator, share: Share) -> tuple[float, list[float], Optional[NonFiniteLoss]]:
@@ -314,15 +354,17 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
     step; 0 for a padding row)."""
     options, family, device = parts.options, parts.family, parts.accelerator.device
     start = generator.get_state()
-    latents, prompt_embeds, conditioning, sources = load_batch(parts.data, indices, generator, options.caption_dropout_probability, family, options)
+    latents, prompt_embeds, conditioning, sources = load_batch(
+        parts.data, indices, generator, options.caption_dropout_probability, family, options, parts.reader
+    )
     levels = family.sample_noise_levels(options, latents, generator)
     noise = family.sample_noise(options, latents, generator)
     drawn = [float(t) for t in family.timesteps(levels)]
     rows = list(share.rows)  # this process's rows of the global micro-batch
     count = len(rows)
-    latents, noise, levels = latents[rows].to(device), noise[rows].to(device), levels[rows].to(device)
-    prompt_embeds = {name: tensor[rows].to(device, parts.weight_dtype) for name, tensor in prompt_embeds.items()}
-    conditioning = {name: tensor[rows].to(device) for name, tensor in conditioning.items()}
+    latents, noise, levels = to_device(latents[rows], device), to_device(noise[rows], device), to_device(levels[rows], device)
+    prompt_embeds = {name: to_device(tensor[rows], device).to(parts.weight_dtype) for name, tensor in prompt_embeds.items()}
+    conditioning = {name: to_device(tensor[rows], device) for name, tensor in conditioning.items()}
     sources = [sources[row] for row in rows]
     sample_weights = torch.tensor(share.weights, device=device)
     noisy = family.noisy_input(options, latents, noise, levels)
@@ -358,6 +400,14 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
     return total, drawn, failure
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on the accelerator; on CUDA through pinned memory, copied without blocking the host (it
+    goes on queueing the step's work)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def forward_groups(adapter: Adapter, timesteps: list[float]):
     """The forwards of a micro-batch (row groups) and the T-LoRA mask context of each: one batched forward
     with per-sample masks (or LyCORIS's one mask when every sample has the same ranks); one forward per sample
@@ -372,18 +422,21 @@ def forward_groups(adapter: Adapter, timesteps: list[float]):
     return [([row], timestep_mask(adapter, timesteps[row])) for row in rows]
 
 
-def load_batch(plan: DataPlan, indices: list[int], generator: torch.Generator, dropout: float, family: Family, options: TrainingOptions):
+def load_batch(plan: DataPlan, indices: list[int], generator: torch.Generator, dropout: float, family: Family, options: TrainingOptions,
+               reader: Optional[Reader] = None):
     """Cached latents and prompt embeddings of a batch, and the family's per-sample conditioning (SDXL: sizes
     and crop); a caption is drawn per sample, and dropped (the empty prompt) with probability
-    ``caption_dropout_probability``. Embeddings are stacked by name."""
+    ``caption_dropout_probability``. Embeddings are stacked by name. Files come through ``reader`` (kept and
+    read ahead, ``prefetch.py``) when given."""
+    read = reader.tensors if reader is not None else caching.read_tensors
     latents, embeds, sources, samples = [], [], [], []
     for index in indices:
         sample = plan.samples[index]
         caption = sample.captions[int(torch.randint(len(sample.captions), (1,), generator=generator))]
         if dropout > 0 and float(torch.rand(1, generator=generator)) < dropout:
             caption = ""
-        latents.append(caching.read_tensor(sample.latent_file, "latents"))
-        embeds.append(caching.read_tensors(plan.prompt_files[caption]))
+        latents.append(read(sample.latent_file)["latents"])
+        embeds.append(read(plan.prompt_files[caption]))
         sources.append((sample.latent_file, plan.prompt_files[caption], sample.path))
         samples.append(sample)
     stacked = {name: torch.stack([embed[name] for embed in embeds]) for name in embeds[0]}

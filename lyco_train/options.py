@@ -101,6 +101,15 @@ class TrainingOptions:
         "fp8-torchao", "fp8wo-torchao", "fp8-int4-torchao", "fp8-transformerengine",
     ] = "no_change"
     quantize_via: Literal["cpu", "accelerator", "pipeline"] = "accelerator"
+    # compiled blocks (compile.py): torch.compile of the denoiser or its repeated blocks, LyCORIS modules inside
+    dynamo_backend: Literal[
+        "no", "inductor", "eager", "aot_eager", "aot_ts_nvfuser", "nvprims_nvfuser", "cudagraphs", "ofi", "fx2trt", "onnxrt",
+        "tensorrt", "ipex", "tvm", "hpu_backend",
+    ] = "no"
+    dynamo_mode: Literal["", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = ""
+    dynamo_use_regional_compilation: bool = False
+    dynamo_fullgraph: bool = False
+    dynamo_dynamic: bool = False
 
     @property
     def weight_dtype_name(self) -> str:

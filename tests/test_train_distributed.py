@@ -164,7 +164,7 @@ def test_processes_accelerate_does_not_connect_are_refused(tmp_path, pipeline):
     [
         ({"ACCELERATE_USE_DEEPSPEED": "true"}, "does not run under DeepSpeed"),
         ({"ACCELERATE_USE_MEGATRON_LM": "true"}, "does not run under Megatron-LM"),
-        ({"ACCELERATE_DYNAMO_BACKEND": "INDUCTOR"}, "does not compile the model"),
+        ({"ACCELERATE_DYNAMO_BACKEND": "INDUCTOR"}, "compiles with the config's dynamo_backend"),
         ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "add --fsdp_version 2"),
         ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"}, "--fsdp_offload_params"),
         ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_ACTIVATION_CHECKPOINTING": "true"}, "gradient_checkpointing"),

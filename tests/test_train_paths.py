@@ -77,11 +77,14 @@ class Small(torch.nn.Module):
 def network_on(arguments: dict, bias: bool, conv: bool):
     from lycoris import LycorisNetwork, create_lycoris
 
+    from lyco_lint.meta_model.patches import preset_state
+
     torch.manual_seed(0)
     model = Small(bias, conv)
-    LycorisNetwork.apply_preset({})
     arguments = dict(arguments)
-    network = create_lycoris(model, 1.0, linear_dim=arguments.pop("linear_dim"), linear_alpha=arguments.pop("linear_alpha"), algo=arguments.pop("algo"), **arguments)
+    with preset_state(LycorisNetwork):  # LyCORIS's class-level preset, reset (earlier networks leave theirs)
+        network = create_lycoris(model, 1.0, linear_dim=arguments.pop("linear_dim"), linear_alpha=arguments.pop("linear_alpha"), algo=arguments.pop("algo"), **arguments)
+    assert len(network.loras) == (3 if conv else 2)
     network.apply_to()
     torch.manual_seed(1)
     with torch.no_grad():  # a trained-looking adapter: LoKr's w2 and LoRA's up start at zero
