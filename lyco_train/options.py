@@ -5,8 +5,9 @@ Three kinds of option (names as in SimpleTuner's ``config.json``, without ``--``
 * implemented: the fields of :class:`TrainingOptions`, each with its type and SimpleTuner 4.8.0's default
   (``tests/test_train_config.py`` pins them against ``lyco_lint``'s copy of SimpleTuner's option table);
   ``IMPLEMENTED`` is the same table as ``name -> (kind, default)`` for the config reader.
-* ``COSMETIC``: do not change the trained weights (trackers, validation, hub publishing off, options
-  SimpleTuner itself ignores for LyCORIS runs, performance knobs): one note line lists them.
+* ``COSMETIC``: do not change the trained weights nor what lyco shows (hub publishing off, options SimpleTuner
+  itself ignores for LyCORIS runs, performance knobs): one note line lists them. Validation and tracker options
+  are implemented (they change what a run shows, so a value lyco cannot honour is an error, not a note).
 * every other SimpleTuner option: a note when it is at SimpleTuner's default (nothing changes), a clear
   error when it is set to anything else — lyco train would silently train something different.
 """
@@ -66,7 +67,35 @@ class TrainingOptions:
     flux_guidance_min: float = 0.0
     flux_guidance_max: float = 4.0
     caption_dropout_probability: float = 0.1
+    # validation images (validation.py) and lyco sample: SimpleTuner's options, read as the values say
+    validation_disable: bool = False
+    validation_prompt: Optional[str] = None
+    user_prompt_library: Optional[str] = None
+    validation_disable_unconditional: bool = False
+    validation_step_interval: Optional[int] = 100
+    validation_on_startup: bool = False
+    validate_after_step: Optional[int] = None
+    num_validation_images: int = 1
+    validation_num_inference_steps: int = 30
+    validation_resolution: str = "256"
+    validation_guidance: Optional[float] = 7.5
+    validation_guidance_real: float = 1.0
+    validation_no_cfg_until_timestep: int = 2
+    validation_guidance_rescale: float = 0.0
+    validation_negative_prompt: Optional[str] = "blurry, cropped, ugly"
+    validation_seed: Optional[int] = None
+    validation_seed_source: Literal["cpu", "gpu"] = "cpu"
+    validation_randomize: bool = False
+    validation_noise_scheduler: Optional[Literal["ddim", "ddpm", "euler", "euler-a", "unipc", "dpm++", "perflow"]] = None
+    inference_scheduler_timestep_spacing: Literal["leading", "linspace", "trailing"] = "trailing"
+    validation_image_format: Literal["png", "webp", "jpeg"] = "png"
+    validation_image_quality: int = 90
     validation_lycoris_strength: float = 1.0
+    # trackers (trackers.py, through accelerate's tracker classes)
+    report_to: Literal["simpletuner", "tensorboard", "wandb", "swanlab", "comet_ml", "custom-tracker", "all", "none"] = "none"
+    tracker_project_name: str = "simpletuner"
+    tracker_run_name: str = "simpletuner-testing"
+    logging_dir: str = "logs"
     resolution: float = 1024
     resolution_type: Literal["pixel", "area", "pixel_area"] = "pixel_area"
     aspect_bucket_alignment: Literal["8", "16", "24", "32", "64"] = "64"
@@ -149,19 +178,13 @@ IMPLEMENTED: dict[str, tuple[object, object]] = {
 # Options that never change the trained weights of a LyCORIS run in lyco train.
 COSMETIC: frozenset[str] = frozenset(
     {
-        # trackers, logs, model cards, notifications
-        "report_to", "tracker_project_name", "tracker_run_name", "tracker_image_layout", "logging_dir",
-        "model_card_note", "model_card_safe_for_work", "webhook_config", "webhook_reporting_interval",
+        # tracker layout, model cards, notifications
+        "tracker_image_layout", "model_card_note", "model_card_safe_for_work", "webhook_config", "webhook_reporting_interval",
         "hub_model_id", "push_to_hub", "push_checkpoints_to_hub", "modelspec_comment",
-        # validation (lyco train does not render validation images)
-        "validation_prompt", "validation_step_interval", "validation_num_inference_steps", "validation_guidance",
-        "validation_guidance_real", "validation_guidance_rescale", "validation_resolution", "validation_seed",
-        "validation_negative_prompt", "validation_disable", "validation_on_startup", "num_validation_images",
-        "validation_noise_scheduler", "validation_prompt_library", "user_prompt_library", "validation_torch_compile",
-        "validation_seed_source", "validation_image_format", "validation_image_quality", "validation_randomize",
-        "validation_epoch_interval", "validation_disable_unconditional", "evaluation_type", "disable_benchmark",
-        "validation_no_cfg_until_timestep", "validation_using_datasets", "validation_multigpu", "validation_preview",
-        "validation_preview_steps", "validate_after_step", "validate_after_epoch",
+        # validation: how fast, not what (lyco renders on the main process and shows no previews, no CLIP scores
+        # and no separate base-model benchmark)
+        "validation_torch_compile", "validation_multigpu", "validation_preview", "validation_preview_steps",
+        "evaluation_type", "disable_benchmark",
         # SimpleTuner ignores these for lora_type lycoris (the LyCORIS config decides)
         "lora_rank", "lora_alpha", "lora_dropout", "lora_init_type", "use_dora", "lora_format", "peft_lora_mode",
         "peft_lora_target_modules", "flux_lora_target",

@@ -125,9 +125,9 @@ def test_unimplemented_option_at_its_default_is_a_note(tmp_path, fake_model):
 
 
 def test_cosmetic_options_are_one_note(tmp_path, fake_model):
-    config = load_config(setup(tmp_path, fake_model, options={"report_to": "wandb", "tracker_run_name": "x", "push_to_hub": False}))
-    notes = [note for note in config.notes if "report_to" in note]
-    assert len(notes) == 1 and "tracker_run_name" in notes[0]
+    config = load_config(setup(tmp_path, fake_model, options={"tracker_image_layout": "table", "disable_benchmark": True, "push_to_hub": False}))
+    notes = [note for note in config.notes if "tracker_image_layout" in note]
+    assert len(notes) == 1 and "disable_benchmark" in notes[0]
 
 
 def test_hub_publishing_is_refused(tmp_path, fake_model):

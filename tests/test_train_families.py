@@ -47,7 +47,7 @@ def test_the_protocol_lists_the_members_the_trainer_needs():
         "name", "num_train_timesteps", "flavour", "model_root", "check", "pixel_multiple", "latent_identity",
         "text_identity", "nan_hazards", "load_denoiser", "load_vae", "load_text_encoder", "encode_images",
         "encode_prompts", "sample_conditioning", "sample_noise_levels", "sample_noise", "noisy_input", "target",
-        "loss_weights", "timesteps", "predict",
+        "loss_weights", "timesteps", "predict", "guidance", "pipeline", "pipeline_inputs",
     }
     undocumented = [name for name, value in protocol_members().items() if not (inspect.getdoc(value) or "").strip()]
     assert not undocumented

@@ -16,11 +16,18 @@ Three kinds of model input pass through the trainer:
 
 Noise levels: each family draws its own (``sample_noise_levels``): flow matching draws σ in [0, 1], the DDPM
 objective integer timesteps; ``timesteps`` puts them on the 0 to ``num_train_timesteps`` scale for the
-T-LoRA mask and the metrics.
+T-LoRA mask and the metrics. The same function maps the timestep the denoiser receives from the family's
+diffusers pipeline when it renders, so validation and ``lyco sample`` mask T-LoRA as training does.
+
+Rendering: ``guidance`` (torch-free) says how the family's pipeline is guided by the validation options and
+refuses what it cannot render; ``pipeline`` builds the family's diffusers pipeline around the denoiser and VAE
+already in memory (no text encoders: prompts come as embeddings), ``pipeline_inputs`` turns one prompt's
+embeddings into that pipeline's arguments.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
@@ -28,6 +35,14 @@ if TYPE_CHECKING:
 
     from ..data import Sample
     from ..options import TrainingOptions
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """How a family's diffusers pipeline is guided when it renders (validation, ``lyco sample``)."""
+
+    negative_prompt: bool  # a negative-prompt pass per step: the negative prompt's embeddings are needed
+    summary: str  # for the run's plan: "CFG 7.5 against the negative prompt", "guidance embedding 3.5"
 
 
 @runtime_checkable
@@ -120,3 +135,22 @@ class Family(Protocol):
         generator: torch.Generator,
     ) -> torch.Tensor:
         """The denoiser's prediction for noisy latents, in the shape of :meth:`target`."""
+
+    # -- rendering (validation images, lyco sample) ------------------------------------------------------
+
+    def guidance(self, options: TrainingOptions) -> Guidance:
+        """How the validation options guide this family's pipeline (``validation_guidance``,
+        ``validation_guidance_real``, ``validation_no_cfg_until_timestep``, ``validation_guidance_rescale``), and
+        whether the negative prompt is encoded. Torch-free; raises
+        :class:`~lyco_train.config.ConfigError` (with the fix) for settings the pipeline cannot render."""
+
+    def pipeline(self, options: TrainingOptions, denoiser: torch.nn.Module, vae: Any) -> Any:
+        """The family's diffusers pipeline around ``denoiser`` and ``vae`` (already on their device; nothing is
+        copied or moved), without text encoders, with the validation scheduler (``validation_noise_scheduler``)."""
+
+    def pipeline_inputs(
+        self, options: TrainingOptions, prompt_embeds: dict[str, torch.Tensor], negative_embeds: dict[str, torch.Tensor] | None
+    ) -> dict[str, Any]:
+        """The pipeline call's arguments for one prompt: its embeddings (one row each, as :meth:`encode_prompts`
+        gives them) under the pipeline's names, the negative prompt's when :meth:`guidance` needs them, and the
+        guidance arguments."""

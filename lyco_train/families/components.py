@@ -211,3 +211,30 @@ def check_text_length(name: str, flavour: str, options: TrainingOptions, used: i
             f"tokenizer_max_length {options.tokenizer_max_length}: SimpleTuner ignores it for {LABELS[name]} {flavour} "
             f"and uses {used} tokens, and so does lyco train; remove it (or set it to {used})"
         )
+
+
+# -- rendering: what the flow-matching families (FLUX.1, FLUX.2) share ------------------------------------------
+
+
+def check_flow_rendering(name: str, options: TrainingOptions) -> None:
+    """The validation settings a flow-matching pipeline cannot render: another scheduler than its own
+    flow-matching Euler (SimpleTuner maps ``euler`` to it too; the others have no flow-matching form in diffusers'
+    pipelines), and guidance rescale (SDXL's)."""
+    scheduler = options.validation_noise_scheduler
+    if scheduler not in (None, "euler"):
+        raise ConfigError(
+            f"validation_noise_scheduler '{scheduler}': {LABELS[name]} renders with its pipeline's flow-matching Euler "
+            "scheduler (SimpleTuner's \"euler\" for it); remove validation_noise_scheduler or set it to \"euler\""
+        )
+    if options.validation_guidance_rescale:
+        raise ConfigError(
+            f"validation_guidance_rescale {options.validation_guidance_rescale:g}: {LABELS[name]}'s pipeline has no guidance "
+            "rescale (SimpleTuner passes it only with skip-layer guidance); remove it"
+        )
+
+
+def flow_scheduler(options: TrainingOptions, root: str):
+    """The pipeline's own flow-matching scheduler, fresh (training never touches it)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler.from_pretrained(root, subfolder="scheduler", revision=options.revision)

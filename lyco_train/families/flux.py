@@ -22,6 +22,11 @@ Flavours and the default (krea) are SimpleTuner's. kontext (an edit model that n
 and libreflux (attention-masked training) are refused; schnell needs ``flux_fast_schedule`` as in SimpleTuner
 and ``disable_assistant_lora`` (SimpleTuner would load ostris' schnell training adapter, lyco train does not);
 fluxbooru needs SimpleTuner's forced ``flux_guidance_value`` 3.5.
+
+Rendering uses diffusers' ``FluxPipeline`` with the prompt embeddings: ``validation_guidance`` is the guidance
+embedding's value (schnell has none), ``validation_guidance_real`` above 1 is the pipeline's true CFG
+(``true_cfg_scale``) against the negative prompt. diffusers applies true CFG from the first step, so it takes
+``validation_no_cfg_until_timestep`` 0 only.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any, Sequence
 from ..config import ConfigError
 from ..options import TrainingOptions, torch_dtype
 from . import components
+from .base import Guidance
 
 HUB_IDS = {  # SimpleTuner's Flux.HUGGINGFACE_PATHS
     "dev": "black-forest-labs/flux.1-dev",
@@ -241,6 +247,47 @@ class Flux:
             return_dict=False,
         )[0]
         return FluxPipeline._unpack_latents(output, height, width, vae_scale_factor=1)  # latent sides, so factor 1
+
+    # -- rendering ------------------------------------------------------------------------------------------
+
+    def guidance(self, options: TrainingOptions) -> Guidance:
+        components.check_flow_rendering(self.name, options)
+        embedded = "no guidance embedding (schnell)" if self.flavour(options) == "schnell" else f"guidance embedding {embedded_guidance(options):g}"
+        real = options.validation_guidance_real
+        if real <= 1:
+            return Guidance(False, embedded)
+        if options.validation_no_cfg_until_timestep > 0:
+            raise ConfigError(
+                f"validation_guidance_real {real:g} turns on true CFG, which diffusers' FluxPipeline applies from the first step, "
+                f"but validation_no_cfg_until_timestep is {options.validation_no_cfg_until_timestep} (SimpleTuner's default 2 skips "
+                "CFG for the first steps): set \"validation_no_cfg_until_timestep\": 0, or remove validation_guidance_real"
+            )
+        return Guidance(True, f"{embedded}, true CFG {real:g} against the negative prompt")
+
+    def pipeline(self, options: TrainingOptions, denoiser, vae):
+        from diffusers import FluxPipeline
+
+        scheduler = components.flow_scheduler(options, self.model_root(options))
+        return FluxPipeline(
+            scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, transformer=denoiser
+        )
+
+    def pipeline_inputs(self, options: TrainingOptions, prompt_embeds, negative_embeds):
+        inputs = {
+            "prompt_embeds": prompt_embeds["prompt_embeds"], "pooled_prompt_embeds": prompt_embeds["pooled_prompt_embeds"],
+            "guidance_scale": embedded_guidance(options),
+        }
+        if self.guidance(options).negative_prompt:
+            inputs.update(
+                true_cfg_scale=options.validation_guidance_real, negative_prompt_embeds=negative_embeds["prompt_embeds"],
+                negative_pooled_prompt_embeds=negative_embeds["pooled_prompt_embeds"],
+            )
+        return inputs
+
+
+def embedded_guidance(options: TrainingOptions) -> float:
+    """``validation_guidance``; unset means 1.0, as in SimpleTuner."""
+    return 1.0 if options.validation_guidance is None else float(options.validation_guidance)
 
 
 def t5_tokens(flavour: str) -> int:

@@ -10,6 +10,13 @@ the transformer sees them packed as tokens (B, H·W, 4C) with position ids (t, y
 the image and (0, 0, 0, i) for the text, and the timestep σ in [0, 1].
 Klein has no guidance embedding; a transformer that has one (dev) gets ``flux_guidance_*``.
 
+Rendering (validation, ``lyco sample``) uses diffusers' ``Flux2KleinPipeline`` / ``Flux2Pipeline`` with the
+prompt embeddings. [klein] is guided as SimpleTuner guides it (helpers/models/flux2/model.py): with
+``validation_guidance_real`` at 1.0, ``validation_guidance`` (7.5) becomes the real CFG scale against the
+negative prompt, from step ``validation_no_cfg_until_timestep`` (2) on; a step-distilled [klein] folder
+(``is_distilled``) takes no CFG. [dev] is guided by its guidance embedding (``validation_guidance``); its
+pipeline has no negative prompt.
+
 The flavour names and the default flavour are SimpleTuner's (``lyco_lint.knowledge.families``); the hub
 id of each flavour is this module's. Torch, diffusers and transformers are imported inside the methods that
 need them, so the data plan stays light.
@@ -17,11 +24,13 @@ need them, so the data plan stays light.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 from ..config import ConfigError
 from ..options import TrainingOptions, torch_dtype
 from . import components
+from .base import Guidance
 
 HUB_IDS = {
     "klein-4b": "black-forest-labs/FLUX.2-klein-base-4B",
@@ -242,7 +251,85 @@ class Flux2:
         return output.permute(0, 2, 1).reshape(batch, channels, height, width)
 
 
+    # -- rendering ------------------------------------------------------------------------------------------
+
+    def guidance(self, options: TrainingOptions) -> Guidance:
+        components.check_flow_rendering(self.name, options)
+        if self._uses_mistral(options):
+            if options.validation_guidance_real > 1:
+                raise ConfigError(
+                    f"validation_guidance_real {options.validation_guidance_real:g}: diffusers' Flux2Pipeline (FLUX.2 [dev]) has no "
+                    "negative prompt, so no real CFG; FLUX.2 [dev] is guided by its guidance embedding (validation_guidance): "
+                    "remove validation_guidance_real"
+                )
+            return Guidance(False, f"guidance embedding {guidance_value(options):g}")
+        scale = klein_cfg_scale(options)
+        if self._distilled(options) or scale <= 1:
+            return Guidance(False, "no CFG (a step-distilled [klein] model)" if scale > 1 else "no CFG")
+        start = max(0, options.validation_no_cfg_until_timestep)
+        return Guidance(True, f"CFG {scale:g} against the negative prompt" + (f" from step {start}" if start else ""))
+
+    def _distilled(self, options: TrainingOptions) -> bool:
+        index = components.local_json(self.model_root(options), "", "model_index.json") or {}
+        return bool(index.get("is_distilled", False))
+
+    def pipeline(self, options: TrainingOptions, denoiser, vae):
+        scheduler = components.flow_scheduler(options, self.model_root(options))
+        if self._uses_mistral(options):
+            from diffusers import Flux2Pipeline
+
+            return Flux2Pipeline(scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None, transformer=denoiser)
+        pipeline = klein_pipeline_class()(
+            scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None, transformer=denoiser, is_distilled=self._distilled(options)
+        )
+        pipeline.cfg_from_step = max(0, options.validation_no_cfg_until_timestep)
+        return pipeline
+
+    def pipeline_inputs(self, options: TrainingOptions, prompt_embeds, negative_embeds):
+        if self._uses_mistral(options):
+            return {"prompt_embeds": prompt_embeds["prompt_embeds"], "guidance_scale": guidance_value(options)}
+        inputs = {"prompt_embeds": prompt_embeds["prompt_embeds"], "guidance_scale": klein_cfg_scale(options)}
+        if self.guidance(options).negative_prompt:
+            inputs["negative_prompt_embeds"] = negative_embeds["prompt_embeds"]
+        else:
+            inputs["guidance_scale"] = 1.0
+        return inputs
+
+
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def guidance_value(options: TrainingOptions) -> float:
+    """``validation_guidance``; unset means 1.0, as in SimpleTuner."""
+    return 1.0 if options.validation_guidance is None else float(options.validation_guidance)
+
+
+def klein_cfg_scale(options: TrainingOptions) -> float:
+    """[klein]'s real CFG scale: ``validation_guidance_real`` when above 1, else ``validation_guidance`` (SimpleTuner
+    moves it there, since [klein] has no guidance embedding)."""
+    return options.validation_guidance_real if options.validation_guidance_real > 1 else guidance_value(options)
+
+
+@functools.lru_cache(maxsize=1)
+def klein_pipeline_class():
+    """diffusers' Flux2KleinPipeline with SimpleTuner's ``validation_no_cfg_until_timestep``: no negative-prompt
+    pass before step ``cfg_from_step`` (the scheduler's step index; the negative prompt is still prepared before
+    the loop). Used to render only, never saved."""
+    from diffusers import Flux2KleinPipeline
+
+    class KleinPipeline(Flux2KleinPipeline):
+        cfg_from_step = 0
+
+        @property
+        def do_classifier_free_guidance(self) -> bool:
+            if not super().do_classifier_free_guidance:
+                return False
+            if self._current_timestep is None:  # before the denoising loop: prepare the negative prompt
+                return True
+            return (self.scheduler.step_index or 0) >= self.cfg_from_step
+
+    return KleinPipeline
+
 
 
 def max_sequence_length(options: TrainingOptions) -> int:

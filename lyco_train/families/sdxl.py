@@ -23,6 +23,13 @@ The VAE runs in ``vae_dtype`` (SimpleTuner's default bf16); the SDXL VAE overflo
 ``vae_dtype: fp16`` a VAE whose config says ``force_upcast`` encodes in fp32, as diffusers' pipelines do.
 Latents are the VAE's mode times ``scaling_factor``.
 
+Rendering uses diffusers' ``StableDiffusionXLPipeline`` with the prompt embeddings and SimpleTuner's validation
+scheduler (helpers/training/validation.py ``setup_scheduler``): ``validation_noise_scheduler``, by default
+DDIM, built from the pipeline's scheduler config with ``inference_scheduler_timestep_spacing`` (trailing), the
+training ``prediction_type`` and ``rescale_betas_zero_snr``; classifier-free guidance at
+``validation_guidance`` against the negative prompt, with ``validation_guidance_rescale`` (which lyco passes as
+written; SimpleTuner passes it only with skip-layer guidance, never for SDXL).
+
 Flavours and the default are SimpleTuner's; the refiners are not trained (they condition on an aesthetic
 score and a shortened schedule, SimpleTuner's ``refiner_training_*``).
 """
@@ -36,6 +43,7 @@ from typing import Any, Sequence
 from ..config import ConfigError
 from ..options import TrainingOptions, torch_dtype
 from . import components
+from .base import Guidance
 
 HUB_IDS = {  # SimpleTuner's SDXL.HUGGINGFACE_PATHS
     "base-1.0": "stabilityai/stable-diffusion-xl-base-1.0",
@@ -286,7 +294,73 @@ class SDXL:
         )[0]
 
 
+    # -- rendering ------------------------------------------------------------------------------------------
+
+    def guidance(self, options: TrainingOptions) -> Guidance:
+        if options.validation_noise_scheduler not in (None, *VALIDATION_SCHEDULERS):
+            raise ConfigError(
+                f"validation_noise_scheduler '{options.validation_noise_scheduler}' is not an SDXL scheduler lyco renders with; "
+                f"choose one of {', '.join(VALIDATION_SCHEDULERS)} (or remove it for SimpleTuner's default, ddim)"
+            )
+        if options.validation_guidance_real != 1.0:
+            raise ConfigError(
+                f"validation_guidance_real {options.validation_guidance_real:g} is FLUX's real CFG; SDXL's classifier-free "
+                "guidance is validation_guidance: remove validation_guidance_real"
+            )
+        scale = cfg_scale(options)
+        if scale <= 1:
+            return Guidance(False, "no CFG")
+        rescale = f", rescaled {options.validation_guidance_rescale:g}" if options.validation_guidance_rescale else ""
+        return Guidance(True, f"CFG {scale:g} against the negative prompt{rescale}")
+
+    def validation_scheduler(self, options: TrainingOptions):
+        """``validation_noise_scheduler`` (default ddim) from the pipeline's scheduler config, as SimpleTuner builds it."""
+        import diffusers
+
+        root = self.model_root(options)
+        config = diffusers.DDIMScheduler.load_config(root, subfolder="scheduler", revision=options.revision)
+        extra = {"prediction_type": options.prediction_type} if options.prediction_type else {}
+        if options.rescale_betas_zero_snr:
+            extra["rescale_betas_zero_snr"] = True
+        kind = getattr(diffusers, VALIDATION_SCHEDULERS[options.validation_noise_scheduler or "ddim"])
+        return kind.from_config(config, timestep_spacing=options.inference_scheduler_timestep_spacing, **extra)
+
+    def pipeline(self, options: TrainingOptions, denoiser, vae):
+        from diffusers import StableDiffusionXLPipeline
+
+        return StableDiffusionXLPipeline(
+            vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None, unet=denoiser,
+            scheduler=self.validation_scheduler(options), add_watermarker=False,
+        )
+
+    def pipeline_inputs(self, options: TrainingOptions, prompt_embeds, negative_embeds):
+        inputs = {
+            "prompt_embeds": prompt_embeds["prompt_embeds"], "pooled_prompt_embeds": prompt_embeds["pooled_prompt_embeds"],
+            "guidance_scale": cfg_scale(options), "guidance_rescale": options.validation_guidance_rescale,
+        }
+        if self.guidance(options).negative_prompt:
+            inputs.update(
+                negative_prompt_embeds=negative_embeds["prompt_embeds"], negative_pooled_prompt_embeds=negative_embeds["pooled_prompt_embeds"]
+            )
+        return inputs
+
+
 # -- helpers ------------------------------------------------------------------------------------------------
+
+# SimpleTuner's validation_noise_scheduler choices for SDXL and diffusers' class of each (perflow has none).
+VALIDATION_SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+}
+
+
+def cfg_scale(options: TrainingOptions) -> float:
+    """``validation_guidance``; unset means 1.0, as in SimpleTuner."""
+    return 1.0 if options.validation_guidance is None else float(options.validation_guidance)
 
 
 def check_timestep_bias(options: TrainingOptions) -> None:
