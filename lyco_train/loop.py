@@ -39,6 +39,8 @@ from .options import TrainingOptions, torch_dtype
 from .plan import RunPlan, prune_checkpoints
 from .prefetch import Reader
 from .report import CURVE_NAME, TrainingLog, draw_loss_curve
+from .trackers import open_trackers
+from .validation import Validator
 
 
 @dataclass
@@ -107,7 +109,9 @@ def train(run: RunPlan, console: Console) -> int:
     # the loop
     step = state["global_step"]
     interval = options.checkpoint_step_interval if options.checkpoint_step_interval and options.checkpoint_step_interval > 0 else 0
-    with TrainingLog(output_dir, total_steps, step, console, enabled=main) as log:
+    with TrainingLog(output_dir, total_steps, step, console, enabled=main) as log, open_trackers(run, enabled=main) as trackers:
+        validator = Validator(run, parts, trackers, console, log.progress)  # validation images: validation.py
+        validator.startup(step)
         while step < total_steps:
             micro_batches = [stream.next() for _ in range(options.gradient_accumulation_steps)]
             try:
@@ -120,6 +124,7 @@ def train(run: RunPlan, console: Console) -> int:
             log.record(step, loss=result.loss, lr=result.lr, grad_norm=result.grad_norm, epoch=stream.epoch,
                        timestep=sum(result.timesteps) / len(result.timesteps), samples=result.samples,
                        **({"peak_memory_gib": round(result.peak_gib, 3)} if result.peak_gib is not None else {}))
+            trackers.log(step, loss=result.loss, lr=result.lr, grad_norm=result.grad_norm)
             if interval and step % interval == 0:
                 last_good = output_dir / f"checkpoint-{step}"
                 if main:
@@ -135,6 +140,7 @@ def train(run: RunPlan, console: Console) -> int:
                     )
                     prune_checkpoints(output_dir, options.checkpoints_total_limit)
                     draw_loss_curve(log.rows, output_dir / CURVE_NAME)
+            validator.after_step(step)
 
     # the result: written only when finite
     problem = non_finite_parameters(parts.adapter)

@@ -18,6 +18,7 @@ from .config import ConfigError, TrainConfig
 from .data import DataPlan
 from .distributed import Launch
 from .families.base import Family
+from .validation import ValidationPlan
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class RunPlan:
     seed: int
     launch: Launch = Launch()  # the processes this run is one of (accelerate launch / torchrun)
     adapter_path: str = "auto"  # lyco train --adapter-path: auto (measured per layer), bypass or rebuild
+    validation: Optional[ValidationPlan] = None  # what validation renders, None when nothing (validation.py)
+    validation_summary: str = "off"
 
     @property
     def micro_batch_size(self) -> int:
@@ -93,6 +96,7 @@ def describe(run: RunPlan) -> list[str]:
         f"mixed_precision {options.mixed_precision}, gradient_checkpointing {str(options.gradient_checkpointing).lower()}, seed {run.seed}"
     )
     lines.append(f"adapter: {config.lycoris.get('algo', 'lora')} from {config.lycoris_path}")
+    lines.append(f"validation: {run.validation_summary}")
     lines.append(f"output: {config.output_dir}" + (f" (resuming from {run.resume.name})" if run.resume else ""))
     return lines
 

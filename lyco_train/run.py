@@ -1,5 +1,6 @@
 """A ``lyco train`` run, top to bottom: the launch (one process of several?) → lint gate → config → family →
-base precision → data plan → steps → resume → seed → the output folder → the plan printed → the loop.
+base precision → data plan → steps → resume → seed → trackers and validation → the output folder → the plan
+printed → the loop.
 
 :func:`prepare_run` makes the :class:`~.plan.RunPlan` (everything decided before anything is loaded); the
 command and the benchmark (``bench.py``) both start from it. :func:`run` is what ``lyco train`` calls,
@@ -25,6 +26,8 @@ from .distributed import Launch, ProcessError
 from .families import get_family
 from .lint_gate import lint_gate, model_analysis
 from .plan import RunPlan, check_fresh_output, check_output_dir, describe, plan_steps, resume_point
+from .trackers import check_trackers
+from .validation import plan_for_run
 
 
 def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None, adapter_path: str = "auto") -> int:
@@ -104,7 +107,9 @@ def prepare_run(config_path: str | os.PathLike, say: Callable[[str], None] = pri
     steps = plan_steps(config, data, launch.world_size)
     resume = resume_point(config.output_dir, options.resume_from_checkpoint, lambda text: say(f"warning: {text}"))
     seed = resolve_seed(options.seed, resume, say)
-    return RunPlan(config, family, data, steps, resume, seed, launch)
+    check_trackers(options)
+    validation, validation_summary = plan_for_run(config, family, data, steps.total_steps, resume, seed)
+    return RunPlan(config, family, data, steps, resume, seed, launch, validation=validation, validation_summary=validation_summary)
 
 
 def base_memory(analysis, options) -> list[str]:
