@@ -1,4 +1,5 @@
-"""The ``lyco`` command line: ``lyco lint`` and ``lyco explain``.
+"""The ``lyco`` command line: ``lyco lint``, ``lyco explain``, ``lyco plan``, ``lyco inspect``, and the trainer's
+``lyco train``, ``lyco sample`` and ``lyco merge`` (wired to ``lyco_train``).
 
 Exit status of ``lyco lint``: 0 when no finding has error severity (warnings and infos pass unless
 ``--strict``), 1 when there are errors, 2 for usage errors, missing paths and internal failures.
@@ -274,6 +275,47 @@ def train_command(
     from lyco_train import run
 
     raise typer.Exit(run(config, dry_run=dry_run, adapter_path=adapter_path))
+
+
+@app.command("sample")
+def sample_command(
+    config: Optional[str] = typer.Argument(None, help="The training config: its model, flavour, validation settings and adapter.", show_default=False),
+    model: Optional[str] = typer.Option(None, "--model", help="Without a training config: a diffusers pipeline folder (or hub id); needs --weights."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="The adapter (.safetensors); default: the run's output_dir/pytorch_lora_weights.safetensors."),
+    prompt: Optional[List[str]] = typer.Option(None, "--prompt", help="A prompt; repeat for several (default: the config's validation prompts)."),
+    prompt_library: Optional[str] = typer.Option(None, "--prompt-library", help="A JSON prompt library: {\"shortname\": \"prompt\", ...} (user_prompt_library)."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="The adapter's strength (validation_lycoris_strength; 0 is the base model)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (validation_num_inference_steps)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Guidance (validation_guidance, as the family's pipeline takes it)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="The seed of every prompt's images (validation_seed)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Image width in pixels (with --height; default validation_resolution)."),
+    height: Optional[int] = typer.Option(None, "--height", help="Image height in pixels (with --width)."),
+    num_images: Optional[int] = typer.Option(None, "--num-images", help="Images per prompt (num_validation_images)."),
+    output: Optional[str] = typer.Option(None, "--output", help="The folder for the images and their grid; default: output_dir/samples (./samples with --model)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="bf16 or fp32 (default: the config's mixed_precision; bf16 with --model)."),
+) -> None:
+    """Render images with the trained adapter, as training's validation renders them (T-LoRA masked per step)."""
+    from lyco_train.sample import main as sample_main
+
+    _end(sample_main(
+        config, model=model, weights=weights, prompts=prompt or (), prompt_library=prompt_library, strength=strength, steps=steps,
+        guidance=guidance, seed=seed, width=width, height=height, num_images=num_images, output=output, dtype=dtype,
+    ))
+
+
+@app.command("merge")
+def merge_command(
+    config: Optional[str] = typer.Argument(None, help="The training config: its model and adapter.", show_default=False),
+    output: str = typer.Option(..., "--output", help="The new pipeline folder (must not exist, or be empty).", show_default=False),
+    model: Optional[str] = typer.Option(None, "--model", help="Without a training config: a diffusers pipeline folder (or hub id); needs --weights."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="The adapter (.safetensors); default: the run's output_dir/pytorch_lora_weights.safetensors."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="The strength baked in (default: validation_lycoris_strength, 1.0 with --model)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="bf16 or fp32: the saved pipeline's dtype (default: the config's mixed_precision; bf16 with --model)."),
+) -> None:
+    """Bake the adapter into the denoiser and write a diffusers pipeline folder (DiffusionPipeline.from_pretrained loads it)."""
+    from lyco_train.merge import main as merge_main
+
+    _end(merge_main(config, model, weights, strength, output, dtype))
 
 
 _KIND_TITLES = {
