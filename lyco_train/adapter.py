@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -108,6 +109,24 @@ def build_adapter(denoiser, lycoris_config: dict[str, Any], *, seed: int, device
         groups = sorted({getattr(module, "mask_group_id", 0) for module in network.loras})
         schedule = TloraSchedule(arguments.linear_dim, arguments.tlora_min_rank, arguments.tlora_alpha, max_timestep, tuple(groups))
     return Adapter(network, arguments.complete_config(), schedule, batched_masks=batches_masks(network))
+
+
+def training_memory_line(analysis, base_bytes: int, element_bytes: int, options) -> str:
+    """The dry run's memory estimate per process, from the model built on the meta device: the frozen base, the
+    adapter's training state (float32 weights, gradients and AdamW's two moments), and the rebuilt weights the
+    rebuild path keeps for the backward (one base-dtype copy per layer; the paths are measured at start, so
+    this is a range). Activations come on top: they depend on tokens, batch and gradient checkpointing, and
+    a CUDA run writes each step's peak to metrics.jsonl (peak_memory_gib)."""
+    from lyco_lint.units import TRAINING_BYTES_PER_PARAM, human_bytes
+
+    adapter = analysis.trainable_params * TRAINING_BYTES_PER_PARAM
+    quantized = options.base_model_precision != "no_change"
+    rebuilt = 0 if quantized else sum(math.prod(module.weight_shape) * element_bytes for module in analysis.modules if not module.dora)
+    text = f"memory estimate per process: base {human_bytes(base_bytes)} + adapter training state {human_bytes(adapter)} = {human_bytes(base_bytes + adapter)}"
+    if rebuilt:
+        text += f", up to {human_bytes(base_bytes + adapter + rebuilt)} when every adapted layer takes the rebuild path (a rebuilt weight each, kept for the backward)"
+    checkpointing = "on: blocks recompute their activations in the backward" if options.gradient_checkpointing else "off"
+    return text + f"; activations come on top (gradient_checkpointing {checkpointing}); a CUDA run writes each step's peak to metrics.jsonl (peak_memory_gib)"
 
 
 def target_candidates(denoiser) -> list[str]:

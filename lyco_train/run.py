@@ -113,13 +113,19 @@ def prepare_run(config_path: str | os.PathLike, say: Callable[[str], None] = pri
 
 
 def base_memory(analysis, options) -> list[str]:
-    """The frozen base's weight memory, in its dtype and quantized (``base_model_precision``), from the model
-    the lint gate built on the meta device; nothing when torch is not installed."""
+    """The frozen base's weight memory, in its dtype and quantized (``base_model_precision``), and the training
+    memory estimate, from the model the lint gate built on the meta device; nothing when torch is not installed."""
     if analysis.source is None:
         return []
     from lyco_lint.meta_model.build import build_meta_model
 
-    return quantize.memory_lines(build_meta_model(analysis.source), options.base_model_precision, options.weight_dtype_name)
+    from .adapter import training_memory_line
+
+    model = build_meta_model(analysis.source)
+    lines = quantize.memory_lines(model, options.base_model_precision, options.weight_dtype_name)
+    element_bytes = 2 if options.weight_dtype_name == "bf16" else 4
+    base = quantize.estimated_bytes(model, options.base_model_precision, element_bytes)
+    return lines + [training_memory_line(analysis, base, element_bytes, options)]
 
 
 def resolve_seed(seed: Optional[int], resume: Optional[Path], say: Callable[[str], None]) -> int:
