@@ -437,6 +437,7 @@ def test_lyc401_reports_bypass_that_costs_more_than_rebuild(tmp_path, tiny):
     assert codes(findings) == ["LYC401"]
     assert findings[0]["severity"] == "info" and findings[0]["pointer"] == "/bypass_mode"
     assert "GFLOP" in findings[0]["message"] and "4096 tokens" in findings[0]["message"]
+    assert findings[0]["message"].startswith("FLOP estimate:") and "lyco train times both paths per layer" in findings[0]["message"]
 
 
 def test_lyc401_is_silent_for_cheap_bypass_and_for_quantized_base_models(tmp_path, tiny):
