@@ -218,3 +218,37 @@ def test_every_family_renders_its_validation_images(tmp_path, tmp_path_factory, 
     guidance = "CFG 3 against the negative prompt" if family == "sdxl" else "guidance embedding 3.5, true CFG 2 against the negative prompt"
     assert guidance in out
     assert images_of(tmp_path / "output") == {"step-000002": ["grid.png", "unconditional-1-64x64.png", "validation-1-64x64.png"]}
+
+
+def test_validation_under_fsdp_renders_on_every_process_and_writes_once(tmp_path, pipeline):
+    """With the base sharded, every forward gathers in every process, so every process renders (only the main one
+    writes): no hang, the images of the one-process run, the same adapter."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import numpy
+    from PIL import Image
+
+    options = {**VALIDATION, "max_train_steps": 2}
+    single = write_setup(tmp_path / "single", pipeline, options={**options, "train_batch_size": 2})
+    assert run(single) == 0
+    config = write_setup(tmp_path / "fsdp", pipeline, options={**options, "train_batch_size": 1})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "accelerate"), "launch", "--use_fsdp", "--fsdp_version", "2", "--num_machines", "1",
+         "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "lyco_train", str(config)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("validation at step 2:") == 1
+    first, second = (load_file(str(root / "output" / "pytorch_lora_weights.safetensors")) for root in (tmp_path / "single", tmp_path / "fsdp"))
+    for key in first:
+        torch.testing.assert_close(second[key], first[key], rtol=1e-5, atol=1e-6)
+    for name in images_of(tmp_path / "single" / "output")["step-000002"]:
+        a, b = (numpy.asarray(Image.open(root / "output" / "validation" / "step-000002" / name), dtype=numpy.int16) for root in (tmp_path / "single", tmp_path / "fsdp"))
+        assert numpy.abs(a - b).max() <= 1, name
