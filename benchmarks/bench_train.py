@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import os
 import statistics
@@ -382,6 +383,8 @@ def run_case(case: Case, shape: str, steps: int, warmup: int, device, quiet) -> 
             "steps": steps,
         }
         del lyco, built, sides
+        gc.collect()
+        torch._dynamo.reset()  # compiled code holds on to its models
         if cuda:
             torch.cuda.empty_cache()
         return result

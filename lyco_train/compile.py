@@ -122,6 +122,11 @@ def trace_failure(lora, fullgraph: bool, autocast: Callable) -> Optional[str]:
     return None
 
 
+def kind_of(lora, path: str) -> str:
+    """A LyCORIS module kind on a forward path, as the messages name it: "LokrModule (bypass)"."""
+    return f"{type(lora).__name__} ({'as configured' if path == 'config' else path})"
+
+
 def compile_denoiser(denoiser, network, options, autocast: Callable, say: Callable[[str], None]) -> Optional[Compiled]:
     """Compile the denoiser (or its repeated blocks) as the dynamo_* options say; None when dynamo_backend is no."""
     if options.dynamo_backend in (None, "", "no"):
@@ -130,16 +135,18 @@ def compile_denoiser(denoiser, network, options, autocast: Callable, say: Callab
 
     check_backend(options.dynamo_backend)
     kwargs = settings(options)
+    from .layer_paths import path_of
+
     eager: dict[str, str] = {}
     samples: dict[str, Any] = {}
-    for lora in network.loras:
-        samples.setdefault(type(lora).__name__, lora)
+    for lora in network.loras:  # one layer per LyCORIS kind and forward path
+        samples.setdefault(kind_of(lora, path_of(lora)), lora)
     for kind, lora in samples.items():
         failure = trace_failure(lora, kwargs["fullgraph"], autocast)
         if failure is not None:
             eager[kind] = failure
     for lora in network.loras:
-        if type(lora).__name__ in eager:
+        if kind_of(lora, path_of(lora)) in eager:
             layer = lora.org_module[0]
             layer.forward = torch.compiler.disable(layer.forward, recursive=True)
     for kind, failure in eager.items():

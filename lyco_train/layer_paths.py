@@ -43,21 +43,28 @@ PATH_CHOICES = ("auto", "bypass", "rebuild")
 MEASURE_ITERATIONS = 5  # timed forward + backward iterations per path (after one warm-up)
 MARGIN = 0.03  # a path must be this much faster to replace the config's choice (timing noise)
 CACHE_FOLDER = "adapter-paths"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # bump when a forward path changes: older measurements are of other code
 
 
 # -- the rebuilt weight of each LyCORIS module kind ----------------------------------------------------
 
 
 def _lora_weight(lora, device):
-    """LoCon: W + make_weight · scale · multiplier (LoConModule.forward's rebuild)."""
-    return lora.org_module[0].weight + lora.make_weight(device) * (lora.scale * lora.multiplier)
+    """LoCon: W + make_weight · scale · multiplier (LoConModule.forward's rebuild; make_weight holds the scalar)."""
+    import torch
+
+    return torch.add(lora.org_module[0].weight, lora.make_weight(device), alpha=float(lora.scale * lora.multiplier))
 
 
 def _kron_weight(lora, device):
     """LoKr, LoHa: W + get_weight(shape) · scalar · multiplier (their rebuild forwards; get_merged_weight would
-    apply the scale twice, LYC115)."""
-    return lora.org_module[0].weight + lora.get_weight(lora.shape).to(device) * (lora.scalar * lora.multiplier)
+    apply the scale twice, LYC115). The scalar is a constant 1 unless use_scalar makes it a parameter."""
+    import torch
+
+    delta = lora.get_weight(lora.shape).to(device)
+    if isinstance(lora.scalar, torch.nn.Parameter):
+        delta = delta * lora.scalar
+    return torch.add(lora.org_module[0].weight, delta, alpha=float(lora.multiplier))
 
 
 def _merged_weight(lora, device):

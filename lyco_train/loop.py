@@ -450,8 +450,8 @@ def load_batch(plan: DataPlan, indices: list[int], generator: torch.Generator, d
 
 
 def gradient_norm(params: list) -> float:
-    norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())) if grads else 0.0
 
 
 # -- failure and output metadata -----------------------------------------------------------------

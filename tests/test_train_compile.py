@@ -31,10 +31,10 @@ CONSTRAINED_OFT = {"algo": "diag-oft", "multiplier": 1.0, "linear_dim": 8, "line
                    "apply_preset": {"target_module": ["Flux2Attention"]}}
 
 
-def trained(config, steps: int, say=print, options=None):
+def trained(config, steps: int, say=print, options=None, adapter_path="auto"):
     """The first step's gradients, the losses of ``steps`` steps and the final adapter (the options replaced,
     when given, after the config is read)."""
-    plan = prepare_run(config, print)
+    plan = replace(prepare_run(config, print), adapter_path=adapter_path)
     if options:
         plan = replace(plan, config=replace(plan.config, options=replace(plan.config.options, **options)))
     parts, generator = prepare(plan, say)
@@ -78,14 +78,14 @@ def test_inductor_compiled_blocks_train_what_eager_trains(tmp_path, sdxl, capsys
 
 def test_a_lycoris_kind_that_breaks_tracing_runs_eagerly_inside_the_compiled_blocks(tmp_path, pipeline, capsys):
     options = {"learning_rate": 1e-2, "max_train_steps": 2}
-    eager = trained(write_setup(tmp_path / "eager", pipeline, lycoris=CONSTRAINED_OFT, options=options), 2)
+    eager = trained(write_setup(tmp_path / "eager", pipeline, lycoris=CONSTRAINED_OFT, options=options), 2, adapter_path="rebuild")
     compiled = trained(write_setup(tmp_path / "compiled", pipeline, lycoris=CONSTRAINED_OFT, options={
-        **options, "dynamo_backend": "aot_eager", "dynamo_fullgraph": True, **REGIONAL}), 2)
+        **options, "dynamo_backend": "aot_eager", "dynamo_fullgraph": True, **REGIONAL}), 2, adapter_path="rebuild")
     out = capsys.readouterr().out
-    assert "note: torch.compile cannot trace LyCORIS DiagOFTModule (Unsupported: Data-dependent branching" in out
+    assert "note: torch.compile cannot trace LyCORIS DiagOFTModule (rebuild) (Unsupported: Data-dependent branching" in out
     assert "KohakuBlueleaf/LyCORIS#287): its layers run eagerly inside the compiled blocks" in out
     assert "note: dynamo_fullgraph turned off" in out
-    assert compiled[0].compiled.eager_kinds.keys() == {"DiagOFTModule"} and compiled[0].compiled.active
+    assert compiled[0].compiled.eager_kinds.keys() == {"DiagOFTModule (rebuild)"} and compiled[0].compiled.active
     assert_same_training(eager, compiled)
 
 
