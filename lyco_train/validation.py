@@ -273,7 +273,8 @@ class Validator:
         try:
             renders = self.render(step)
         except Exception as error:  # a failed render (memory, a driver) must not end a long run: say it and go on
-            self.say(f"warning: validation at step {step} failed ({type(error).__name__}: {str(error).splitlines()[0][:300]}); training continues")
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            self.say(f"warning: validation at step {step} failed ({type(error).__name__}: {first}); training continues")
             return
         if not self.writes:
             return

@@ -79,23 +79,24 @@ def output(model):
         return model(**unet_inputs()).sample
 
 
-@pytest.mark.parametrize("strength", [1.0, 0.6])
 @pytest.mark.parametrize("name", sorted(ALGOS))
-def test_merged_equals_applied(sdxl, name, strength):
+def test_merged_equals_applied(sdxl, name):
+    """At full strength and at 0.6 (DoRA's decomposition and LoKr/LoHa's scale both meet the multiplier)."""
     base = output(unet(sdxl))
     applied_model = unet(sdxl)
     applied = trained_looking(applied_model, ALGOS[name])
     applied.apply_to()
-    applied.set_multiplier(strength)
     applied.eval()
-    expected = output(applied_model)
-    merged_model = unet(sdxl)
-    network = trained_looking(merged_model, ALGOS[name])
-    assert merge_into(network, strength) == len(network.loras) > 10
-    got = output(merged_model)
-    effect = (expected - base).norm()
-    assert effect > 0.05  # the adapter changes the output
-    assert (got - expected).norm() / effect < 1e-4, name
+    for strength in (1.0, 0.6):
+        applied.set_multiplier(strength)
+        expected = output(applied_model)
+        merged_model = unet(sdxl)
+        network = trained_looking(merged_model, ALGOS[name])
+        assert merge_into(network, strength) == len(network.loras) > 10
+        got = output(merged_model)
+        effect = (expected - base).norm()
+        assert effect > 0.05  # the adapter changes the output
+        assert (got - expected).norm() / effect < 1e-4, (name, strength)
 
 
 def test_lycoris_merge_to_applies_the_lokr_and_loha_scale_twice_as_lint_says(sdxl, tmp_path):

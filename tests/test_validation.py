@@ -252,3 +252,17 @@ def test_validation_under_fsdp_renders_on_every_process_and_writes_once(tmp_path
     for name in images_of(tmp_path / "single" / "output")["step-000002"]:
         a, b = (numpy.asarray(Image.open(root / "output" / "validation" / "step-000002" / name), dtype=numpy.int16) for root in (tmp_path / "single", tmp_path / "fsdp"))
         assert numpy.abs(a - b).max() <= 1, name
+
+
+def test_a_failed_render_is_a_warning_and_training_goes_on(tmp_path, pipeline, capsys, monkeypatch):
+    from lyco_train.families import get_family
+
+    def out_of_memory(*_args, **_kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(get_family("flux2"), "pipeline", out_of_memory)
+    config = write_setup(tmp_path, pipeline, options={**VALIDATION, "max_train_steps": 2})
+    assert run(config) == 0
+    out = capsys.readouterr().out
+    assert "warning: validation at step 2 failed (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB); training continues" in out
+    assert "done: 2 steps" in out and images_of(tmp_path / "output") == {}
