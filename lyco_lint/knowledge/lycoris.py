@@ -195,6 +195,16 @@ def option_table(algo: str) -> dict[str, list[str]]:
     return table
 
 
+# lycoris-lora 4.1.3's merge_to() applies the scale of these algorithms twice: their get_weight already
+# scales ΔW and get_diff_weight scales it again (measured against apply_to(); tests/test_lycoris_behaviour.py).
+MERGE_TO_SQUARES_SCALE = ("lokr", "loha")
+
+
+def merge_to_scale(algo: str, scale: float) -> float:
+    """The scale LyCORIS's ``merge_to()`` bakes into the weights of a module trained at ``scale``."""
+    return scale * scale if algo in MERGE_TO_SQUARES_SCALE else scale
+
+
 # LoKr keeps a layer's large Kronecker block w2 (out_k x in_n) as a full matrix when
 # dim >= max(out_k, in_n) / 2; the small block w1 is full unless decompose_both. Without layer shapes, lyco
 # only calls a LoKr config "full-matrix" (every layer full, linear_alpha ignored) when that is certain for

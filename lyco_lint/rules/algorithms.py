@@ -19,6 +19,7 @@ from ..documents import Document
 from ..jsonpos import join_pointer
 from ..knowledge.lycoris import (
     BUILTIN_PRESET_ENABLE_CONV,
+    MERGE_TO_SQUARES_SCALE,
     algo_names,
     algos_honouring,
     dora_algos,
@@ -769,7 +770,7 @@ def map_unknown_algo(document: Document) -> Iterator[Hit]:
 def _lycoris_scale(scope: Scope) -> Optional[float]:
     """The scale LyCORIS gives this scope's LoKr/LoHa modules (alpha / dim; alpha 0 means dim; √dim with rs_lora),
     None when it is 1 on every layer (all-full LoKr) or cannot be known."""
-    if scope.algo not in ("lokr", "loha") or _lokr_all_full(scope):
+    if scope.algo not in MERGE_TO_SQUARES_SCALE or _lokr_all_full(scope):
         return None
     dim, alpha = scope.value("dim", 4), scope.value("alpha", 1)
     if not is_number(dim) or not is_number(alpha) or dim <= 0:
@@ -820,7 +821,7 @@ def merge_changes_model(document: Document) -> Iterator[Hit]:
     if analysis is not None:
         scaled = [
             module for module in analysis.modules
-            if module.module_class in ("LokrModule", "LohaModule") and module.scale is not None and abs(module.scale - 1) > 1e-9
+            if module.algo in MERGE_TO_SQUARES_SCALE and module.scale is not None and abs(module.scale - 1) > 1e-9
         ]
         if not scaled:
             return

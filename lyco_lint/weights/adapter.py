@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Optional
 
+from ..knowledge.lycoris import merge_to_scale
 from .reader import FLOAT_DTYPES, Header, TensorData, TensorInfo
 
 
@@ -250,12 +251,9 @@ class Module:
 
     @property
     def merge_scale(self) -> Optional[float]:
-        """The scale LyCORIS 4.1.3's ``merge_to()`` bakes in: LoKr and LoHa apply theirs twice (their
-        ``get_weight`` already scales, ``get_diff_weight`` scales again); measured against ``apply_to()``."""
+        """The scale LyCORIS 4.1.3's ``merge_to()`` bakes in (``knowledge.lycoris.merge_to_scale``)."""
         scale = self.lycoris_scale
-        if scale is None:
-            return None
-        return scale * scale if self.algo in ("lokr", "loha") else scale
+        return None if scale is None else merge_to_scale(self.algo, scale)
 
 
 @dataclass
