@@ -70,10 +70,9 @@ def describe(run: RunPlan) -> list[str]:
         per_dataset[sample.dataset] = per_dataset.get(sample.dataset, 0) + 1
     lines.append(f"data: {len(data.samples)} image(s) in {len(config.datasets)} dataset(s), {len(data.skipped)} skipped")
     for spec in config.datasets:
-        shape = "centre-cropped squares" if spec.crop else "aspect buckets"
         lines.append(
             f"  {spec.id}: {per_dataset.get(spec.id, 0)} image(s) from {spec.instance_data_dir}, captions {spec.caption_strategy}, "
-            f"{spec.resolution:g} {spec.resolution_type}, {shape}, repeats {spec.repeats}, latents in {spec.cache_dir_vae}"
+            f"{spec.resolution:g} {spec.resolution_type}, {spec.shape_description}, repeats {spec.repeats}, latents in {spec.cache_dir_vae}"
         )
     buckets = ", ".join(f"{w}x{h} ×{len(members)}" for (w, h), members in data.buckets.items())
     lines.append(f"  sizes: {buckets}")

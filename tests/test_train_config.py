@@ -286,8 +286,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, fake_model, capsys
     assert run(path, dry_run=True) == 0
     out = capsys.readouterr().out
     assert "3 image(s)" in out and "1 × 2 accumulation = 2 per step" in out and "steps: 6" in out
-    assert "40x24 ×2" in out
+    assert "40x24 ×2" in out and "aspect buckets" in out
     assert not (tmp_path / "run" / "output").exists() and not (tmp_path / "run" / "cache").exists()
+
+
+def test_dry_run_says_how_images_are_cropped(tmp_path, fake_model, capsys):
+    path = setup(tmp_path, fake_model, dataset={"crop": True, "crop_style": "corner", "crop_aspect": "square"})
+    assert run(path, dry_run=True) == 0
+    assert "top-left crops, squares" in capsys.readouterr().out
 
 
 def test_lint_errors_stop_the_run_before_anything_is_written(tmp_path, fake_model, capsys):
