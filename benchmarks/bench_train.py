@@ -30,9 +30,11 @@ warm-up seconds. Cases:
 64 image + 16 text tokens; SDXL: the anchor's tiny UNet, 16² latents); the compiled cases are left out unless
 named (inductor's first compilation takes a minute per model on a small CPU). ``--shape full``: FLUX.2 Klein-4B
 (5 double + 20 single blocks, 3072 wide, 4096 image + 512 text tokens, 1024²) and the SDXL UNet (128² latents,
-1024²); needs a CUDA GPU. Runtime budget on one H200, all default cases: about 8–10 minutes (FLUX.2 cases
-about 1.5 min each with compilation, SDXL up to 4 min with LyCORIS's first-call kernel tuning); ``--budget-s``
-(default 540 s for full) skips the cases that would start after it, with a ``skipped`` line. ``flux1-lokr`` at
+1024²); needs a CUDA GPU. Runtime budget on one H200, all default cases: about 8–10 minutes (estimated, not yet
+run: model set-up and LyCORIS init 1–2 min per FLUX.2 case, inductor compilation about 30 s per compiled model,
+SDXL up to 4 min with LyCORIS's first-call kernel tuning); the goal cases run first, and ``--budget-s`` (default
+480 s for full) skips the cases that would start after it, with a ``skipped`` line, so the run ends within a
+10-minute limit unless one case alone overruns. ``benchmarks/gpu_bench.sh`` is that run as one command. ``flux1-lokr`` at
 full shape (12 B parameters, two copies in memory) is left out of the default full run; name it to run it.
 
 Measured on the 2-core CPU machine (``--shape tiny``, 1 thread): see the README (``lyco train`` → "Fast").
@@ -139,7 +141,8 @@ CASES = [
 ]
 DEFAULT_CASES = {
     "tiny": ["flux2-lokr", "flux2-tlora-b4", "sdxl-lokr", "flux1-lokr"],
-    "full": ["flux2-lokr", "flux2-lokr-compiled", "flux2-tlora-b4", "sdxl-lokr", "sdxl-lokr-compiled"],
+    # the goals first (FLUX.2 and SDXL compiled), so a spent budget skips the least important
+    "full": ["flux2-lokr-compiled", "flux2-lokr", "sdxl-lokr-compiled", "flux2-tlora-b4", "sdxl-lokr"],
 }
 
 
@@ -406,7 +409,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per side (default 15 tiny, 7 full)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny; 1 keeps a shared machine's noise down)")
-    parser.add_argument("--budget-s", type=float, default=None, help="skip cases that would start after this many seconds (default: 540 full)")
+    parser.add_argument("--budget-s", type=float, default=None, help="skip cases that would start after this many seconds (default: 480 full)")
     arguments = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
@@ -424,16 +427,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.set_num_threads(arguments.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     steps = arguments.steps or (7 if arguments.shape == "full" else 15)
-    budget = arguments.budget_s if arguments.budget_s is not None else (540.0 if arguments.shape == "full" else None)
+    budget = arguments.budget_s if arguments.budget_s is not None else (480.0 if arguments.shape == "full" else None)
     names = arguments.cases or DEFAULT_CASES[arguments.shape]
     started = time.perf_counter()
     quiet = (lambda _text: None) if arguments.json else (lambda text: print(f"  {text}", file=sys.stderr))
-    for case in [case for case in CASES if case.name in names]:
+    by_name = {case.name: case for case in CASES}
+    for case in [by_name[name] for name in dict.fromkeys(names)]:
         elapsed = time.perf_counter() - started
         if budget is not None and elapsed > budget:
             result: dict[str, Any] = {"name": case.name, "skipped": f"the run's budget of {budget:.0f} s was spent ({elapsed:.0f} s)"}
         else:
             result = run_case(case, arguments.shape, steps, arguments.warmup, device, quiet)
+            result["elapsed_s"] = round(time.perf_counter() - started, 1)
         if arguments.json:
             print(json.dumps(result), flush=True)
         elif "skipped" in result:

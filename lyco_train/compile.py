@@ -25,6 +25,7 @@ is this config's option, not the launcher's.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -122,6 +123,19 @@ def trace_failure(lora, fullgraph: bool, autocast: Callable) -> Optional[str]:
     return None
 
 
+def _eager_forward(lora, x, *args, **kwargs):
+    return lora._lyco_eager_forward(x, *args, **kwargs)
+
+
+def _disabled(function: Callable) -> Callable:
+    import torch
+
+    return torch.compiler.disable(function, recursive=True)
+
+
+EAGER_FORWARD: Optional[Callable] = None  # _eager_forward outside the compiled graphs, made on first use
+
+
 def kind_of(lora, path: str) -> str:
     """A LyCORIS module kind on a forward path, as the messages name it: "LokrModule (bypass)"."""
     return f"{type(lora).__name__} ({'as configured' if path == 'config' else path})"
@@ -137,6 +151,9 @@ def compile_denoiser(denoiser, network, options, autocast: Callable, say: Callab
     kwargs = settings(options)
     from .layer_paths import path_of
 
+    global EAGER_FORWARD
+    if EAGER_FORWARD is None:
+        EAGER_FORWARD = _disabled(_eager_forward)
     eager: dict[str, str] = {}
     samples: dict[str, Any] = {}
     for lora in network.loras:  # one layer per LyCORIS kind and forward path
@@ -148,7 +165,8 @@ def compile_denoiser(denoiser, network, options, autocast: Callable, say: Callab
     for lora in network.loras:
         if kind_of(lora, path_of(lora)) in eager:
             layer = lora.org_module[0]
-            layer.forward = torch.compiler.disable(layer.forward, recursive=True)
+            lora._lyco_eager_forward = layer.forward
+            layer.forward = types.MethodType(EAGER_FORWARD, lora)  # one function for all: no per-layer recompilation
     for kind, failure in eager.items():
         say(f"note: torch.compile cannot trace LyCORIS {kind} ({failure}; see KohakuBlueleaf/LyCORIS#287): its layers run eagerly inside the compiled blocks")
     if eager and kwargs["fullgraph"]:

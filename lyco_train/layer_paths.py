@@ -31,11 +31,11 @@ Saved weights do not depend on the path: the parameters are LyCORIS's, in LyCORI
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import statistics
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -170,10 +170,13 @@ def install(lora, path: Optional[str]) -> None:
     lora._lyco_path = path or "config"
     if path is not None:
         lora.bypass_mode = path == "bypass"
+    # bound methods of the LyCORIS module, as LyCORIS's own apply_to installs: dynamo compiles one block's code
+    # for every block of its class (a functools.partial per layer would be guarded by identity: one
+    # recompilation per block, until the recompile limit turns compilation off)
     if type(lora).__name__ == "TLoraModule" and lora.module_type == "linear":
-        layer.forward = functools.partial(tlora_forward, lora)
+        layer.forward = types.MethodType(tlora_forward, lora)
     elif path == "rebuild":
-        layer.forward = functools.partial(rebuild_forward, lora)
+        layer.forward = types.MethodType(rebuild_forward, lora)
     else:
         layer.forward = lora.forward
 
@@ -198,7 +201,7 @@ def batches_masks(network) -> bool:
 def forward_on(lora, path: str) -> Callable:
     """The layer's forward on ``path``, for timing (nothing installed)."""
     if path == "rebuild":
-        return functools.partial(rebuild_forward, lora)
+        return types.MethodType(rebuild_forward, lora)
 
     def bypass(x):
         return lora.bypass_forward(x, scale=lora.multiplier)

@@ -14,7 +14,7 @@ pytest.importorskip("lycoris")
 
 import family_fixtures as ff  # noqa: E402
 
-from train_fixtures import one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
+from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import run  # noqa: E402
 from lyco_train.compile import compile_denoiser  # noqa: E402
@@ -128,3 +128,60 @@ def ff_options():
     from lyco_train.options import TrainingOptions
 
     return TrainingOptions()
+
+
+@pytest.mark.parametrize("lycoris_config, path", [
+    (FLUX2_LOKR, "rebuild"), (FLUX2_TLORA, "auto"), (CONSTRAINED_OFT, "rebuild"),
+], ids=["lokr-rebuild", "tlora", "eager-kind"])
+def test_each_block_class_compiles_once_not_once_per_block(lycoris_config, path):
+    """lyco's layer forwards are bound methods of the LyCORIS modules (one function for every layer), so the
+    blocks of a class share their compiled code: 2 or 4 blocks of each class compile the same frames (a
+    forward object per layer made dynamo recompile per block, until its recompile limit turned it off)."""
+    frames = [compiled_frames(lycoris_config, path, blocks) for blocks in (2, 4)]
+    assert frames[0] == frames[1] and 2 <= frames[0] <= 8, frames
+
+
+def compiled_frames(lycoris_config, path: str, blocks: int) -> int:
+    """Frames dynamo compiles for two training forwards of a FLUX.2 transformer with ``blocks`` double and single
+    blocks, compiled regionally with lyco's LyCORIS forwards inside."""
+    import torch._dynamo
+    from diffusers import Flux2Transformer2DModel
+    from torch._dynamo.testing import CompileCounter
+
+    from lyco_train import layer_paths
+    from lyco_train.adapter import build_adapter, sample_masks
+    from lyco_train.options import TrainingOptions
+
+    torch.manual_seed(0)
+    model = Flux2Transformer2DModel(
+        patch_size=1, in_channels=16, num_layers=blocks, num_single_layers=blocks, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=48, axes_dims_rope=(2, 2, 2, 2), guidance_embeds=False,
+    )
+    adapter = build_adapter(model, lycoris_config, seed=0, device=torch.device("cpu"), max_timestep=1000)
+    if path != "auto":
+        for lora in adapter.network.loras:
+            layer_paths.install(lora, path)
+    counter = CompileCounter()
+    COUNTERS.append(counter)
+    if "lyco_test_counting" not in torch._dynamo.list_backends(exclude_tags=()):
+        torch._dynamo.register_backend(lambda graph, inputs: COUNTERS[-1](graph, inputs), name="lyco_test_counting")
+    options = replace(TrainingOptions(), dynamo_backend="lyco_test_counting", dynamo_fullgraph=lycoris_config is CONSTRAINED_OFT, **REGIONAL)
+    compiled = compile_denoiser(model, adapter.network, options, contextlib.nullcontext, print)
+    assert len(compiled.modules) == 2 * blocks and bool(compiled.eager_kinds) == (lycoris_config is CONSTRAINED_OFT)
+    for _ in range(2):
+        with sample_masks(adapter, [0.0, 999.0]) if adapter.tlora else contextlib.nullcontext():
+            flux2_forward(model, batch=2).square().mean().backward()
+    torch._dynamo.reset()
+    return counter.frame_count
+
+
+COUNTERS: list = []
+
+
+def flux2_forward(model, batch: int):
+    generator = torch.Generator().manual_seed(0)
+    latents, embeds = torch.randn(batch, 16, 4, 6, generator=generator), torch.randn(batch, 8, 48, generator=generator)
+    from lyco_train.families import get_family
+    from lyco_train.options import TrainingOptions
+
+    return get_family("flux2").predict(model, latents, {"prompt_embeds": embeds}, {}, torch.full((batch,), 0.5), TrainingOptions(), None)
