@@ -558,7 +558,8 @@ def validation_value_trap(document: Document) -> Iterator[Hit]:
             yield Hit(
                 resolution.pointer,
                 f"validation_resolution {resolution.text} is below 128, so SimpleTuner reads it as megapixels and "
-                f"renders at {what}; write the size in pixels, such as \"1024\" or \"1024x768\"",
+                f"renders at {what} (lyco train reads it as written, in pixels); write the size SimpleTuner reads the same "
+                f"way, such as \"1024\" or \"1024x768\"",
             )
     seed = effective(document, "validation_seed")
     if seed is not None and seed.text is not None and seed.text.strip() in ("0", "-0"):
@@ -568,5 +569,5 @@ def validation_value_trap(document: Document) -> Iterator[Hit]:
             yield Hit(
                 seed.pointer,
                 f"validation_seed 0 is ignored: SimpleTuner uses `validation_seed or seed`, so validation renders with "
-                f"{fallback}; write another seed (any but 0) to fix it",
+                f"{fallback} (lyco train uses 0 as written); write another seed (any but 0) to fix it",
             )
