@@ -299,7 +299,7 @@ def train_step(parts: Parts, micro_batches: list[list[int]], generator: torch.Ge
         raise NonFiniteLoss(failures[0].what if failures else f"loss is {loss}", evidence)
     grad_norm = gradient_norm(parts.params)
     if not math.isfinite(grad_norm):
-        raise NonFiniteLoss(f"gradient norm is {grad_norm}", ["the loss was finite but its gradient overflowed"])
+        raise NonFiniteLoss(f"gradient norm is {grad_norm}", known_hazards(parts) + ["the loss was finite but its gradient overflowed"])
     # the adapter is replicated (not a prepared model): torch's own clipping on its gradients
     if options.max_grad_norm and options.max_grad_norm > 0:
         if options.grad_clip_method == "norm":
@@ -398,12 +398,16 @@ def accumulate_gradients(parts: Parts, indices: list[int], generator: torch.Gene
             parts.accelerator.backward(loss)
             if not math.isfinite(value) and failure is None:
                 embeds = [torch.cat([t[row].flatten().float() for t in prompt_embeds.values()]) for row in range(count)]
-                names = {id(module): name for name, module in parts.denoiser.named_modules()}
-                adapted = [names.get(id(lora.org_module[0]), lora.lora_name) for lora in parts.adapter.network.loras]
-                hazards = family.nan_hazards(parts.adapter.config, adapted)  # named first: the family's known causes
-                failure = NonFiniteLoss(f"loss is {value}", hazards + diagnose(latents, embeds, prediction, sources))
+                failure = NonFiniteLoss(f"loss is {value}", known_hazards(parts) + diagnose(latents, embeds, prediction, sources))
         total += value
     return total, drawn, failure
+
+
+def known_hazards(parts: Parts) -> list[str]:
+    """The family's known causes of a non-finite loss or gradient for this adapter (named before the evidence)."""
+    names = {id(module): name for name, module in parts.denoiser.named_modules()}
+    adapted = [names.get(id(lora.org_module[0]), lora.lora_name) for lora in parts.adapter.network.loras]
+    return parts.family.nan_hazards(parts.adapter.config, adapted)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

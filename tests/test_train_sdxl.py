@@ -228,6 +228,23 @@ def test_feedforward_targets_that_go_nan_are_named_first_with_the_configs_target
     assert "target_module ['Attention', 'FeedForward']" in found[0] and "ff.net" in found[0]
 
 
+def test_a_gradient_that_overflows_with_a_finite_loss_names_the_hazard_too(tmp_path, pipeline):
+    """The loss is finite, the gradient of one FeedForward adapter overflows (a hook stands in for the fp16
+    overflow that does it in practice): the stop names the family's hazard first, as for a NaN loss."""
+    from lyco_train.loop import NonFiniteLoss
+
+    config = write_family_setup(tmp_path, pipeline, "sdxl", lycoris=SDXL_FEEDFORWARD_LORA, options={"train_batch_size": 1})
+    plan = prepare_run(config, print)
+    parts, generator = prepare(plan, print)
+    feedforward = next(lora for lora in parts.adapter.network.loras if "_ff_" in lora.lora_name)
+    next(feedforward.parameters()).register_hook(lambda grad: grad + math.inf)
+    with pytest.raises(NonFiniteLoss) as stopped:
+        train_step(parts, [BatchStream(plan.data, plan.seed, 1).next()], generator)
+    assert stopped.value.what == "gradient norm is inf"
+    assert stopped.value.evidence[0].startswith("FeedForward on the SDXL UNet: the known NaN hazard")
+    assert stopped.value.evidence[-1] == "the loss was finite but its gradient overflowed"
+
+
 def test_attention_only_names_no_hazard(tmp_path, pipeline):
     assert sdxl.nan_hazards(SDXL_ATTENTION_LORA, ["down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"]) == []
     no_preset = sdxl.nan_hazards({"algo": "lora"}, ["mid_block.attentions.0.transformer_blocks.0.ff.net.2"])
