@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from .lycoris import balanced_split
+
 Shapes = Mapping[str, tuple[int, ...]]
 
 DIFFUSERS_VERSION = "0.42.1"
@@ -54,20 +56,8 @@ class DiffusersVerdict:
 def peft_factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
     """peft 0.21.2's ``tuners.lokr.layer.factorization`` (differs from LyCORIS's when factor > sqrt(dimension))."""
     if factor > 0 and dimension % factor == 0:
-        return factor, dimension // factor
-    if factor == -1:
-        factor = dimension
-    m, n = 1, dimension
-    length = m + n
-    while m < n:
-        new_m = m + 1
-        while dimension % new_m != 0:
-            new_m += 1
-        new_n = dimension // new_m
-        if new_m + new_n > length or new_m > factor:
-            break
-        m, n = new_m, new_n
-    return (n, m) if m > n else (m, n)
+        return factor, dimension // factor  # as given, where LyCORIS puts the smaller side first
+    return balanced_split(dimension, dimension if factor == -1 else factor)  # LyCORIS: any factor < 0
 
 
 def _lokr_blocks(shapes: Shapes) -> Optional[tuple[tuple[int, int], tuple[int, int]]]:

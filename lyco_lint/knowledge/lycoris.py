@@ -230,6 +230,30 @@ def lokr_is_all_full(dim: Any, factor: Any, full_matrix: bool) -> bool:
     return factor == -1 or factor >= LOKR_SAFE_MIN_FACTOR
 
 
+def factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
+    """lycoris-lora 4.1.3's ``functional.general.factorization``: ``dimension`` split into LoKr's (small, large)
+    Kronecker block sides; a factor that divides ``dimension`` is taken as it is, any other searches."""
+    if factor > 0 and dimension % factor == 0:
+        return min(factor, dimension // factor), max(factor, dimension // factor)
+    return balanced_split(dimension, dimension if factor < 0 else factor)
+
+
+def balanced_split(dimension: int, limit: int) -> tuple[int, int]:
+    """The search LyCORIS's factorization (and peft's copy of it) runs: the most balanced (small, large) pair
+    whose product is ``dimension``, stepping the small side up through divisors while it stays within ``limit``."""
+    m, n = 1, dimension
+    length = m + n
+    while m < n:
+        new_m = m + 1
+        while dimension % new_m != 0:
+            new_m += 1
+        new_n = dimension // new_m
+        if new_m + new_n > length or new_m > limit:
+            break
+        m, n = new_m, new_n
+    return (n, m) if m > n else (m, n)
+
+
 # -- how SimpleTuner builds the network ------------------------------------------------------------------
 
 # create_lycoris's positional arguments, and the T-LoRA settings SimpleTuner reads from the LyCORIS config itself

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Optional
 
-from ..knowledge.lycoris import merge_to_scale
+from ..knowledge.lycoris import factorization, merge_to_scale
 from .reader import FLOAT_DTYPES, Header, TensorData, TensorInfo
 
 
@@ -48,26 +48,6 @@ RANKED = ("lora", "loha", "lokr", "tlora", "glora")
 # Prefixes trainers give adapter keys (LyCORIS's default first); others are found as the names' common start.
 KNOWN_PREFIXES = ("lycoris", "lora_transformer", "lora_unet", "lora_te1", "lora_te2", "lora_te", "lora_prior_unet")
 _DIGITS = re.compile(r"(?<=_)\d+(?=_|$)")
-
-
-def factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
-    """lycoris-lora 4.1.3's ``functional.general.factorization``: ``dimension`` split into (small, large)."""
-    if factor > 0 and dimension % factor == 0:
-        m, n = factor, dimension // factor
-        return (n, m) if m > n else (m, n)
-    if factor < 0:
-        factor = dimension
-    m, n = 1, dimension
-    length = m + n
-    while m < n:
-        new_m = m + 1
-        while dimension % new_m != 0:
-            new_m += 1
-        new_n = dimension // new_m
-        if new_m + new_n > length or new_m > factor:
-            break
-        m, n = new_m, new_n
-    return (n, m) if m > n else (m, n)
 
 
 @dataclass
