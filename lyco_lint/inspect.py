@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from typing import Any, Optional
 
-from .units import human_bytes, human_count
+from .units import human_bytes, human_count, table_cell
 from .weights.adapter import Module, kind_of
 from .weights.inspection import Inspection
 
@@ -172,16 +172,6 @@ def _model_dict(inspection: Inspection) -> Optional[dict[str, Any]]:
 # -- text ----------------------------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def render_inspection(inspection: Inspection, console) -> None:
     """The summary: the file, its modules grouped as in ``lyco plan``, health, fit and where it loads."""
     from rich import box
@@ -213,8 +203,8 @@ def render_inspection(inspection: Inspection, console) -> None:
     for group in groups(inspection):
         algo = (group["algo"] or "unknown") + ("+DoRA" if group["dora"] else "")
         table.add_row(
-            group["where"], str(group["modules"]), algo, "full" if group["full_matrix"] else _cell(group["rank"]),
-            _cell(group["factor"]), _cell(group["alpha"]), _cell(group["scale"]), human_count(group["params"]),
+            group["where"], str(group["modules"]), algo, "full" if group["full_matrix"] else table_cell(group["rank"]),
+            table_cell(group["factor"]), table_cell(group["alpha"]), table_cell(group["scale"]), human_count(group["params"]),
         )
     table.add_section()
     table.add_row("Total", str(len(adapter.modules)), "", "", "", "", "", human_count(adapter.params))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .meta_model.analysis import Analysis
-from .units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count
+from .units import TRAINING_BYTES_PER_PARAM, human_bytes, human_count, table_cell
 
 _GROUP_SETTINGS = ("algo", "dim", "alpha", "factor", "full_matrix", "bypass", "dora")
 
@@ -78,16 +78,6 @@ def plan_as_dict(analysis: Analysis) -> dict[str, Any]:
     }
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def _target_label(group: dict[str, Any]) -> str:
     label = group["target"] if group["via"] == "class" else f"name: {group['target']}"
     nested = group["options_from"]
@@ -119,9 +109,9 @@ def render_plan(analysis: Analysis, console) -> None:
             _target_label(group),
             str(group["modules"]),
             algo,
-            "full" if full else _cell(group["dim"]),
-            "-" if full else _cell(group["alpha"]),
-            _cell(group["factor"]),
+            "full" if full else table_cell(group["dim"]),
+            "-" if full else table_cell(group["alpha"]),
+            table_cell(group["factor"]),
             human_count(group["trainable_params"]),
             human_bytes(group["training_bytes"]),
         )

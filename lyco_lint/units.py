@@ -1,5 +1,7 @@
-"""Sizes: training memory per parameter, and human-readable counts for messages and tables (light: no
-torch, safe on the lint path)."""
+"""Sizes: training memory per parameter, and human-readable counts and cells for messages and tables (light:
+no torch, safe on the lint path)."""
+
+from typing import Any
 
 # Training state per trainable parameter: fp32 weight + fp32 gradient + AdamW's two fp32 moments.
 TRAINING_BYTES_PER_PARAM = 16
@@ -20,3 +22,14 @@ def human_bytes(value: float) -> str:
         if value >= size:
             return f"{value / size:.1f} {unit}"
     return f"{value:.0f} B"
+
+
+def table_cell(value: Any) -> str:
+    """A value in a ``lyco plan`` or ``lyco inspect`` table: None -> '-', booleans yes/no, floats as %g."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
