@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +61,25 @@ def lint(write):
         return [finding.as_dict() for finding in lint_paths([str(path)], Options(**options)).findings]
 
     return _lint
+
+
+# What the lint path must never import (its start-up cost; jsonschema's import alone costs more than a lint run).
+HEAVY_MODULES = ("torch", "diffusers", "lycoris", "safetensors", "accelerate", "jsonschema")
+
+
+def main_in_a_fresh_python(arguments: list[str]) -> tuple[int, list[str]]:
+    """``lyco_lint.cli.main(arguments)`` run in a fresh interpreter: its exit status and which of HEAVY_MODULES
+    it imported."""
+    code = (
+        "import json, sys\n"
+        "from lyco_lint.cli import main\n"
+        f"status = main({list(arguments)!r})\n"
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        "print(json.dumps([status, heavy]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    status, heavy = json.loads(out.strip().splitlines()[-1])
+    return status, heavy
 
 
 def codes(findings):

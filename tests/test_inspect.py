@@ -22,7 +22,8 @@ pytest.importorskip("numpy")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from test_model import TINY  # noqa: E402
-from weights_fixtures import ALGOS, SEED_LOKR, build_models, lycoris_file, renamed, with_targets  # noqa: E402
+from test_model import build_models  # noqa: E402
+from weights_fixtures import ALGOS, SEED_LOKR, lycoris_file, renamed, with_targets  # noqa: E402
 
 from lyco_lint.cli import main  # noqa: E402
 from lyco_lint.engine import Options, lint_paths  # noqa: E402

@@ -12,6 +12,8 @@ import copy
 import json
 import shutil
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,11 +63,10 @@ ALGO_CONFIGS = {
 from lyco_lint.knowledge.lycoris import PRESET_DEFAULTS as LYCORIS_DEFAULTS  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """family -> pipeline folder (model_index.json + component folder with config and real random weights)."""
-    root = tmp_path_factory.mktemp("models")
-    folders = {}
+def build_models(root: Path) -> dict[str, tuple[Path, Any]]:
+    """family -> (pipeline folder, the TINY model with its random weights): the model saved with save_pretrained in
+    its component folder, and a model_index.json that names it beside a VAE (whose folder nothing here reads)."""
+    built = {}
     for family, (class_name, config, component, _targets) in TINY.items():
         torch.manual_seed(0)
         model = getattr(diffusers, class_name)(**config)
@@ -74,8 +75,14 @@ def tiny(tmp_path_factory):
         (folder / "model_index.json").write_text(
             json.dumps({"_class_name": "SomePipeline", component: ["diffusers", class_name], "vae": ["diffusers", "AutoencoderKL"]})
         )
-        folders[family] = folder
-    return folders
+        built[family] = (folder, model)
+    return built
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """family -> pipeline folder (model_index.json + component folder with config and real random weights)."""
+    return {family: folder for family, (folder, _model) in build_models(tmp_path_factory.mktemp("models")).items()}
 
 
 def real_network(model, config):

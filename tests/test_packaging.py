@@ -11,20 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, ROOT, VALID_LYCORIS
+from conftest import EXAMPLES, ROOT, VALID_LYCORIS, main_in_a_fresh_python
 
 
 def test_lint_path_imports_no_torch_diffusers_or_lycoris():
     """Also not jsonschema: its import alone costs more than a lint run (fastschema.py validates instead)."""
-    code = (
-        "import sys\n"
-        "from lyco_lint.cli import main\n"
-        f"status = main(['lint', '--quiet', {str(EXAMPLES)!r}])\n"
-        "heavy = [m for m in ('torch', 'diffusers', 'lycoris', 'safetensors', 'accelerate', 'jsonschema') if m in sys.modules]\n"
-        "print(status, heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "0 []"
+    assert main_in_a_fresh_python(["lint", "--quiet", str(EXAMPLES)]) == (0, [])
 
 
 def test_console_script_runs(tmp_path):

@@ -22,7 +22,9 @@ np = pytest.importorskip("numpy")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from weights_fixtures import ALGOS, build_models, lycoris_file, with_targets  # noqa: E402
+from conftest import main_in_a_fresh_python  # noqa: E402
+from test_model import build_models  # noqa: E402
+from weights_fixtures import ALGOS, lycoris_file, with_targets  # noqa: E402
 
 from lyco_lint.engine import Options, lint_paths  # noqa: E402
 from lyco_lint.weights.health import _float8_table, measure  # noqa: E402
@@ -216,15 +218,7 @@ def test_model_checks_on_a_lint_only_install_and_without_a_base_model_are_lyc210
 
 @pytest.mark.parametrize("command", [["lint", "--quiet"], ["inspect"], ["inspect", "--format", "json"]])
 def test_lint_and_inspect_read_weights_without_torch_or_the_safetensors_library(files, command):
-    code = (
-        "import sys\n"
-        "from lyco_lint.cli import main\n"
-        f"status = main({command!r} + [{str(files['tlora'])!r}])\n"
-        "heavy = [m for m in ('torch', 'diffusers', 'lycoris', 'safetensors', 'accelerate', 'jsonschema') if m in sys.modules]\n"
-        "print('IMPORTED', status, heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "IMPORTED 0 []"
+    assert main_in_a_fresh_python([*command, str(files["tlora"])]) == (0, [])
 
 
 def test_the_pre_commit_hook_for_adapters_runs_lint_on_them(files, tmp_path):

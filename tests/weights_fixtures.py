@@ -1,6 +1,6 @@
 """Adapter files made with real LyCORIS networks on tiny real diffusers models (random weights), for the
-``lyco inspect`` tests: the tiny FLUX.2, FLUX.1 and SDXL configs of test_model.py, each saved with
-``save_pretrained`` in a pipeline folder, and ``LycorisNetwork.save_weights`` files of every algorithm.
+``lyco inspect`` tests: the tiny FLUX.2, FLUX.1 and SDXL models of test_model.py (saved in pipeline folders by
+its ``build_models``), and ``LycorisNetwork.save_weights`` files of every algorithm.
 
 ``moved`` stands in for training: every parameter of the network gets small random values, so that no delta is
 zero (LyCORIS initialises LoKr's w2 and LoRA's up factor to zero). Files trained by ``lyco train`` come from
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import diffusers
 
 from test_model import TINY, real_network
 
@@ -40,19 +39,6 @@ SEED_LOKR = {
 def with_targets(family: str, config: dict[str, Any]) -> dict[str, Any]:
     """``config`` aimed at the family's attention and MLP blocks (test_model.TINY's targets)."""
     return {**config, "apply_preset": {"target_module": TINY[family][3]}}
-
-
-def build_models(root: Path) -> dict[str, tuple[Path, Any]]:
-    """family -> (pipeline folder, the model with its random weights)."""
-    built = {}
-    for family, (class_name, config, component, _targets) in TINY.items():
-        torch.manual_seed(0)
-        model = getattr(diffusers, class_name)(**config)
-        folder = root / family
-        model.save_pretrained(folder / component)
-        (folder / "model_index.json").write_text(json.dumps({"_class_name": "SomePipeline", component: ["diffusers", class_name]}))
-        built[family] = (folder, model)
-    return built
 
 
 def lycoris_file(model, config: dict[str, Any], path: Path, *, moved: bool = True, dtype=torch.float32,
