@@ -2,7 +2,8 @@
 
 The contract is the :class:`~.base.Family` protocol; each family is one module with one class
 implementing it (``flux2.py``: :class:`~.flux2.Flux2`, ``flux.py``: :class:`~.flux.Flux` for FLUX.1,
-``sdxl.py``: :class:`~.sdxl.SDXL`); ``components.py`` holds what they share about model folders.
+``sdxl.py``: :class:`~.sdxl.SDXL`); ``components.py`` holds the functions they share (model folders,
+SimpleTuner's facts, option checks) and ``mixins.py`` the contract members several implement alike.
 ``FAMILIES`` maps a ``model_family`` name to its family object. To add a family: write ``<name>.py`` with a
 class implementing ``Family``, register an instance below and its pipeline classes in
 ``components.PIPELINES``; ``tests/test_train_families.py`` checks it against the protocol.

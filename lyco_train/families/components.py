@@ -1,5 +1,6 @@
 """What the families share about model folders: which pipeline a folder holds and whether it is the family's,
-the content identity of a component (part of the cache keys), and SimpleTuner's family facts.
+the content identity of a component (part of the cache keys), and SimpleTuner's family facts; and the option
+checks and readings several families make alike. (The members they implement alike are in ``mixins.py``.)
 
 Torch-free: the folder check runs in ``Family.check``, before anything is loaded (``--dry-run`` included),
 and reads only ``model_index.json`` and ``config.json`` files.
@@ -203,6 +204,21 @@ def transformer_subfolder(options: TrainingOptions) -> Optional[str]:
     return None if subfolder in (None, "", "none") else subfolder
 
 
+def check_pipeline_folders(name: str, options: TrainingOptions, root: str, folder: dict[str, Optional[str]]) -> None:
+    """:func:`check_model_folder` for a family whose transformer may come from elsewhere: with
+    ``pretrained_transformer_model_name_or_path`` set the pipeline folder need not hold ``transformer/`` (it is
+    loaded from there instead), and that folder must hold the family's transformer."""
+    if options.pretrained_transformer_model_name_or_path:
+        folder = {component: wanted for component, wanted in folder.items() if component != "transformer"}
+    check_model_folder(name, options, root, folder)
+    check_transformer_folder(name, options)
+
+
+def validation_guidance(options: TrainingOptions) -> float:
+    """``validation_guidance``; unset means 1.0, as in SimpleTuner."""
+    return 1.0 if options.validation_guidance is None else float(options.validation_guidance)
+
+
 def check_text_length(name: str, flavour: str, options: TrainingOptions, used: int) -> None:
     """SimpleTuner ignores tokenizer_max_length for SDXL and FLUX.1 (it warns and uses its own length): a
     different value would not be honoured, so it is refused rather than silently dropped."""
@@ -213,7 +229,15 @@ def check_text_length(name: str, flavour: str, options: TrainingOptions, used: i
         )
 
 
-# -- rendering: what the flow-matching families (FLUX.1, FLUX.2) share ------------------------------------------
+# -- what the flow-matching families (FLUX.1, FLUX.2) share: the objective they train, how they render -----------
+
+
+def check_flow_prediction_type(name: str, options: TrainingOptions) -> None:
+    if options.prediction_type not in (None, "flow_matching"):
+        raise ConfigError(
+            f"prediction_type '{options.prediction_type}': {LABELS[name]} trains with flow matching (SimpleTuner ignores "
+            "prediction_type for it); remove it"
+        )
 
 
 def check_flow_rendering(name: str, options: TrainingOptions) -> None:

@@ -38,6 +38,7 @@ from ..config import ConfigError
 from ..options import TrainingOptions, torch_dtype
 from . import components
 from .base import Guidance
+from .mixins import PipelinePaths, RectifiedFlow
 
 HUB_IDS = {  # SimpleTuner's Flux.HUGGINGFACE_PATHS
     "dev": "black-forest-labs/flux.1-dev",
@@ -64,22 +65,18 @@ REFUSED = {
 }
 
 
-class Flux:
-    """FLUX.1 (krea, dev, schnell, fluxbooru); implements :class:`~.base.Family`."""
+class Flux(PipelinePaths, RectifiedFlow):
+    """FLUX.1 (krea, dev, schnell, fluxbooru); implements :class:`~.base.Family` (flavour, model_root and
+    latent_identity from :class:`~.mixins.PipelinePaths`, the flow objective's noise, target, weights and
+    timesteps from :class:`~.mixins.RectifiedFlow`)."""
 
     name = "flux"
-    num_train_timesteps = 1000
+    hub_ids = HUB_IDS
 
     def __init__(self) -> None:
         self._scheduler_configs: dict[tuple, dict] = {}
 
-    # -- paths, identity, checks (no torch) --------------------------------------------------------------
-
-    def flavour(self, options: TrainingOptions) -> str:
-        return options.model_flavour or components.facts(self.name).default_flavour
-
-    def model_root(self, options: TrainingOptions) -> str:
-        return options.pretrained_model_name_or_path or HUB_IDS[self.flavour(options)]
+    # -- identity, checks (no torch) -------------------------------------------------------------------------
 
     def check(self, options: TrainingOptions) -> None:
         flavour = self.flavour(options)
@@ -98,28 +95,18 @@ class Flux:
                 f"model_flavour fluxbooru: SimpleTuner forces flux_guidance_value 3.5 for it (you set {options.flux_guidance_value:g}); "
                 "set \"flux_guidance_value\": 3.5"
             )
-        if options.prediction_type not in (None, "flow_matching"):
-            raise ConfigError(f"prediction_type '{options.prediction_type}': FLUX.1 trains with flow matching (SimpleTuner ignores prediction_type for it); remove it")
+        components.check_flow_prediction_type(self.name, options)
         components.check_text_length(self.name, flavour, options, t5_tokens(flavour))
-        folder = dict(COMPONENTS)
-        if options.pretrained_transformer_model_name_or_path:
-            folder.pop("transformer")  # loaded from there instead
-        components.check_model_folder(self.name, options, self.model_root(options), folder)
-        components.check_transformer_folder(self.name, options)
+        components.check_pipeline_folders(self.name, options, self.model_root(options), COMPONENTS)
 
     def pixel_multiple(self, options: TrainingOptions) -> int:
         """64 (SimpleTuner's FLUX.1 alignment), or more if the VAE's downscale × 2 (the packing) cannot divide it."""
         vae = components.local_json(self.model_root(options), "vae", "config.json") or {}
         return math.lcm(ALIGNMENT, 2 ** (len(vae.get("block_out_channels", (0,) * 4)) - 1) * 2)
 
-    def latent_identity(self, options: TrainingOptions) -> str:
-        vae = components.component_identity(self.model_root(options), "vae", options.revision)
-        return f"flux-latents|{vae}|dtype={options.vae_dtype_name}"
-
     def text_identity(self, options: TrainingOptions) -> str:
-        root, revision = self.model_root(options), options.revision
         parts = ["flux-t5+clip-pooled", f"t5_tokens={t5_tokens(self.flavour(options))}", f"dtype={options.weight_dtype_name}"]
-        parts += [components.component_identity(root, folder, revision) for folder in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")]
+        parts += [self._component_identity(options, folder) for folder in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")]
         return "|".join(parts)
 
     def nan_hazards(self, lycoris_config: dict[str, Any], adapted: Sequence[str]) -> list[str]:
@@ -181,7 +168,7 @@ class Flux:
     def sample_conditioning(self, samples: Sequence[Any], options: TrainingOptions):
         return {}  # FLUX.1 takes no per-sample conditioning: positions come from the latents' shape
 
-    # -- the objective: rectified flow (flow.py) ---------------------------------------------------------
+    # -- the objective: rectified flow (flow.py; the rest is RectifiedFlow's) -----------------------------
 
     def sample_noise_levels(self, options: TrainingOptions, latents, generator):
         from .. import flow
@@ -200,28 +187,6 @@ class Flux:
 
             self._scheduler_configs[key] = dict(FlowMatchEulerDiscreteScheduler.load_config(key[0], subfolder="scheduler", revision=key[1]))
         return self._scheduler_configs[key]
-
-    def sample_noise(self, options: TrainingOptions, latents, generator):
-        import torch
-
-        return torch.randn(latents.shape, generator=generator)
-
-    def noisy_input(self, options: TrainingOptions, latents, noise, levels):
-        from ..flow import noisy_input
-
-        return noisy_input(latents, noise, levels)
-
-    def target(self, options: TrainingOptions, latents, noise, levels):
-        from ..flow import velocity_target
-
-        return velocity_target(latents, noise)
-
-    def loss_weights(self, options: TrainingOptions, levels):
-        return None
-
-    def timesteps(self, levels):
-        """The 0–1000 timestep of each σ."""
-        return levels * self.num_train_timesteps
 
     def predict(self, denoiser, noisy_latents, prompt_embeds, conditioning, levels, options: TrainingOptions, generator):
         """The transformer's velocity for latents (B, C, H, W), packed and unpacked as FluxPipeline does."""
@@ -252,7 +217,7 @@ class Flux:
 
     def guidance(self, options: TrainingOptions) -> Guidance:
         components.check_flow_rendering(self.name, options)
-        embedded = "no guidance embedding (schnell)" if self.flavour(options) == "schnell" else f"guidance embedding {embedded_guidance(options):g}"
+        embedded = "no guidance embedding (schnell)" if self.flavour(options) == "schnell" else f"guidance embedding {components.validation_guidance(options):g}"
         real = options.validation_guidance_real
         if real <= 1:
             return Guidance(False, embedded)
@@ -275,7 +240,7 @@ class Flux:
     def pipeline_inputs(self, options: TrainingOptions, prompt_embeds, negative_embeds):
         inputs = {
             "prompt_embeds": prompt_embeds["prompt_embeds"], "pooled_prompt_embeds": prompt_embeds["pooled_prompt_embeds"],
-            "guidance_scale": embedded_guidance(options),
+            "guidance_scale": components.validation_guidance(options),
         }
         if self.guidance(options).negative_prompt:
             inputs.update(
@@ -283,11 +248,6 @@ class Flux:
                 negative_pooled_prompt_embeds=negative_embeds["pooled_prompt_embeds"],
             )
         return inputs
-
-
-def embedded_guidance(options: TrainingOptions) -> float:
-    """``validation_guidance``; unset means 1.0, as in SimpleTuner."""
-    return 1.0 if options.validation_guidance is None else float(options.validation_guidance)
 
 
 def t5_tokens(flavour: str) -> int:

@@ -31,6 +31,7 @@ from ..config import ConfigError
 from ..options import TrainingOptions, torch_dtype
 from . import components
 from .base import Guidance
+from .mixins import PipelinePaths, RectifiedFlow
 
 HUB_IDS = {
     "klein-4b": "black-forest-labs/FLUX.2-klein-base-4B",
@@ -43,33 +44,25 @@ MAX_SEQUENCE_LENGTH = 512  # Flux2KleinPipeline.tokenizer_max_length
 DEFAULT_PIXEL_MULTIPLE = 16  # VAE 8x and the 2x2 pixel shuffle
 
 
-class Flux2:
-    """The FLUX.2 family ([klein] 4B and 9B, [dev]); implements :class:`~.base.Family`."""
+class Flux2(PipelinePaths, RectifiedFlow):
+    """The FLUX.2 family ([klein] 4B and 9B, [dev]); implements :class:`~.base.Family` (flavour, model_root and
+    latent_identity from :class:`~.mixins.PipelinePaths`, the flow objective's noise, target, weights and
+    timesteps from :class:`~.mixins.RectifiedFlow`)."""
 
     name = "flux2"
-    num_train_timesteps = 1000
+    hub_ids = HUB_IDS
 
-    # -- paths, identity, checks (no torch) --------------------------------------------------------------
-
-    def flavour(self, options: TrainingOptions) -> str:
-        return options.model_flavour or components.facts(self.name).default_flavour
-
-    def model_root(self, options: TrainingOptions) -> str:
-        return options.pretrained_model_name_or_path or HUB_IDS[self.flavour(options)]
+    # -- identity, checks (no torch) -------------------------------------------------------------------------
 
     def check(self, options: TrainingOptions) -> None:
         components.check_flavour(self.name, self.flavour(options))
         if options.flow_schedule_auto_shift:
             raise ConfigError("flow_schedule_auto_shift is not implemented for flux2; remove it and set flow_schedule_shift (SimpleTuner's default is 3.0)")
-        if options.prediction_type not in (None, "flow_matching"):
-            raise ConfigError(f"prediction_type '{options.prediction_type}': FLUX.2 trains with flow matching (SimpleTuner ignores prediction_type for it); remove it")
+        components.check_flow_prediction_type(self.name, options)
         if options.tokenizer_max_length is not None and options.tokenizer_max_length < 1:
             raise ConfigError(f"tokenizer_max_length must be positive, got {options.tokenizer_max_length}")
         folder = {"transformer": components.denoiser_class(self.name), "vae": "AutoencoderKLFlux2", "text_encoder": None, "tokenizer": None}
-        if options.pretrained_transformer_model_name_or_path:
-            folder.pop("transformer")  # loaded from there instead
-        components.check_model_folder(self.name, options, self.model_root(options), folder)
-        components.check_transformer_folder(self.name, options)
+        components.check_pipeline_folders(self.name, options, self.model_root(options), folder)
 
     def pixel_multiple(self, options: TrainingOptions) -> int:
         """The VAE's downscale × 2 (the pixel shuffle)."""
@@ -77,9 +70,6 @@ class Flux2:
         if vae_config is None:
             return DEFAULT_PIXEL_MULTIPLE
         return 2 ** (len(vae_config.get("block_out_channels", (0, 0, 0, 0))) - 1) * 2
-
-    def latent_identity(self, options: TrainingOptions) -> str:
-        return f"flux2-latents|{self._component_identity(options, 'vae')}|dtype={options.vae_dtype_name}"
 
     def text_identity(self, options: TrainingOptions) -> str:
         parts = (
@@ -101,9 +91,6 @@ class Flux2:
 
     def _text_encoder_layers(self, options: TrainingOptions) -> tuple[int, ...]:
         return DEV_TEXT_ENCODER_LAYERS if self._uses_mistral(options) else KLEIN_TEXT_ENCODER_LAYERS
-
-    def _component_identity(self, options: TrainingOptions, subfolder: str) -> str:
-        return components.component_identity(self.model_root(options), subfolder, options.revision)
 
     # -- loading (torch from here on) ----------------------------------------------------------------------
 
@@ -198,34 +185,12 @@ class Flux2:
     def sample_conditioning(self, samples: Sequence[Any], options: TrainingOptions) -> dict:
         return {}  # FLUX.2 takes no per-sample conditioning: sizes come from the latents' shape
 
-    # -- the objective: rectified flow (flow.py) ---------------------------------------------------------
+    # -- the objective: rectified flow (flow.py; the rest is RectifiedFlow's) -----------------------------
 
     def sample_noise_levels(self, options: TrainingOptions, latents, generator):
         from .. import flow
 
         return flow.sample_sigmas(options, latents.shape[0], generator)
-
-    def sample_noise(self, options: TrainingOptions, latents, generator):
-        import torch
-
-        return torch.randn(latents.shape, generator=generator)
-
-    def noisy_input(self, options: TrainingOptions, latents, noise, levels):
-        from ..flow import noisy_input
-
-        return noisy_input(latents, noise, levels)
-
-    def target(self, options: TrainingOptions, latents, noise, levels):
-        from ..flow import velocity_target
-
-        return velocity_target(latents, noise)
-
-    def loss_weights(self, options: TrainingOptions, levels):
-        return None
-
-    def timesteps(self, levels):
-        """The 0–1000 timestep of each σ."""
-        return levels * self.num_train_timesteps
 
     def predict(self, denoiser, noisy_latents, prompt_embeds, conditioning, levels, options: TrainingOptions, generator):
         """The transformer's velocity for latents (B, C, H, W); returns the same shape."""
@@ -262,7 +227,7 @@ class Flux2:
                     "negative prompt, so no real CFG; FLUX.2 [dev] is guided by its guidance embedding (validation_guidance): "
                     "remove validation_guidance_real"
                 )
-            return Guidance(False, f"guidance embedding {guidance_value(options):g}")
+            return Guidance(False, f"guidance embedding {components.validation_guidance(options):g}")
         scale = klein_cfg_scale(options)
         if self._distilled(options) or scale <= 1:
             return Guidance(False, "no CFG (a step-distilled [klein] model)" if scale > 1 else "no CFG")
@@ -287,7 +252,7 @@ class Flux2:
 
     def pipeline_inputs(self, options: TrainingOptions, prompt_embeds, negative_embeds):
         if self._uses_mistral(options):
-            return {"prompt_embeds": prompt_embeds["prompt_embeds"], "guidance_scale": guidance_value(options)}
+            return {"prompt_embeds": prompt_embeds["prompt_embeds"], "guidance_scale": components.validation_guidance(options)}
         inputs = {"prompt_embeds": prompt_embeds["prompt_embeds"], "guidance_scale": klein_cfg_scale(options)}
         if self.guidance(options).negative_prompt:
             inputs["negative_prompt_embeds"] = negative_embeds["prompt_embeds"]
@@ -299,15 +264,10 @@ class Flux2:
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
-def guidance_value(options: TrainingOptions) -> float:
-    """``validation_guidance``; unset means 1.0, as in SimpleTuner."""
-    return 1.0 if options.validation_guidance is None else float(options.validation_guidance)
-
-
 def klein_cfg_scale(options: TrainingOptions) -> float:
     """[klein]'s real CFG scale: ``validation_guidance_real`` when above 1, else ``validation_guidance`` (SimpleTuner
     moves it there, since [klein] has no guidance embedding)."""
-    return options.validation_guidance_real if options.validation_guidance_real > 1 else guidance_value(options)
+    return options.validation_guidance_real if options.validation_guidance_real > 1 else components.validation_guidance(options)
 
 
 @functools.lru_cache(maxsize=1)

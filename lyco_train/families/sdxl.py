@@ -44,6 +44,7 @@ from ..config import ConfigError
 from ..options import TrainingOptions, torch_dtype
 from . import components
 from .base import Guidance
+from .mixins import PipelinePaths
 
 HUB_IDS = {  # SimpleTuner's SDXL.HUGGINGFACE_PATHS
     "base-1.0": "stabilityai/stable-diffusion-xl-base-1.0",
@@ -64,22 +65,18 @@ COMPONENTS = {
 HAZARD = "FeedForward on the SDXL UNet: the known NaN hazard; train Attention only"
 
 
-class SDXL:
-    """Stable Diffusion XL (base 1.0 and 0.9); implements :class:`~.base.Family`."""
+class SDXL(PipelinePaths):
+    """Stable Diffusion XL (base 1.0 and 0.9); implements :class:`~.base.Family` (flavour, model_root and
+    latent_identity from :class:`~.mixins.PipelinePaths`)."""
 
     name = "sdxl"
+    hub_ids = HUB_IDS
     num_train_timesteps = 1000
 
     def __init__(self) -> None:
         self._schedulers: dict[tuple, Any] = {}
 
-    # -- paths, identity, checks (no torch) --------------------------------------------------------------
-
-    def flavour(self, options: TrainingOptions) -> str:
-        return options.model_flavour or components.facts(self.name).default_flavour
-
-    def model_root(self, options: TrainingOptions) -> str:
-        return options.pretrained_model_name_or_path or HUB_IDS[self.flavour(options)]
+    # -- identity, checks (no torch) -------------------------------------------------------------------------
 
     def check(self, options: TrainingOptions) -> None:
         flavour = self.flavour(options)
@@ -114,14 +111,9 @@ class SDXL:
         unet_scale = 2 ** (len(unet.get("down_block_types", (0,) * 3)) - 1)
         return math.lcm(ALIGNMENT, vae_scale * unet_scale)
 
-    def latent_identity(self, options: TrainingOptions) -> str:
-        vae = components.component_identity(self.model_root(options), "vae", options.revision)
-        return f"sdxl-latents|{vae}|dtype={options.vae_dtype_name}"
-
     def text_identity(self, options: TrainingOptions) -> str:
-        root, revision = self.model_root(options), options.revision
         parts = ["sdxl-clip-penultimate+pooled", f"tokens={TOKENS}", f"dtype={options.weight_dtype_name}"]
-        parts += [components.component_identity(root, folder, revision) for folder in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")]
+        parts += [self._component_identity(options, folder) for folder in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")]
         return "|".join(parts)
 
     def nan_hazards(self, lycoris_config: dict[str, Any], adapted: Sequence[str]) -> list[str]:
@@ -307,7 +299,7 @@ class SDXL:
                 f"validation_guidance_real {options.validation_guidance_real:g} is FLUX's real CFG; SDXL's classifier-free "
                 "guidance is validation_guidance: remove validation_guidance_real"
             )
-        scale = cfg_scale(options)
+        scale = components.validation_guidance(options)
         if scale <= 1:
             return Guidance(False, "no CFG")
         rescale = f", rescaled {options.validation_guidance_rescale:g}" if options.validation_guidance_rescale else ""
@@ -336,7 +328,7 @@ class SDXL:
     def pipeline_inputs(self, options: TrainingOptions, prompt_embeds, negative_embeds):
         inputs = {
             "prompt_embeds": prompt_embeds["prompt_embeds"], "pooled_prompt_embeds": prompt_embeds["pooled_prompt_embeds"],
-            "guidance_scale": cfg_scale(options), "guidance_rescale": options.validation_guidance_rescale,
+            "guidance_scale": components.validation_guidance(options), "guidance_rescale": options.validation_guidance_rescale,
         }
         if self.guidance(options).negative_prompt:
             inputs.update(
@@ -356,11 +348,6 @@ VALIDATION_SCHEDULERS = {
     "unipc": "UniPCMultistepScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
 }
-
-
-def cfg_scale(options: TrainingOptions) -> float:
-    """``validation_guidance``; unset means 1.0, as in SimpleTuner."""
-    return 1.0 if options.validation_guidance is None else float(options.validation_guidance)
 
 
 def check_timestep_bias(options: TrainingOptions) -> None:
