@@ -232,6 +232,12 @@ class _Unread:
     kind: str = "weights"
 
 
+def _needs_train_extra(error: ImportError) -> str:
+    """LYC210's message when --model meets a lint-only install."""
+    return (f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "
+            "pip install 'lyco[train]'")
+
+
 def attach_weights_model(inspection, spec: str, built_models: dict) -> None:
     """Check the adapter against the real model (built once per model on the meta device): the fit goes to
     ``inspection.fit`` for LYC604; a model that cannot be read becomes LYC210, never a crash."""
@@ -257,11 +263,7 @@ def attach_weights_model(inspection, spec: str, built_models: dict) -> None:
     except ModelError as error:
         inspection.engine_hits.append((MODEL_UNAVAILABLE, Hit("", str(error), at="tensor")))
     except ImportError as error:  # a lint-only install: torch, diffusers and lycoris are the train extra
-        message = (
-            f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "
-            "pip install 'lyco[train]'"
-        )
-        inspection.engine_hits.append((MODEL_UNAVAILABLE, Hit("", message, at="tensor")))
+        inspection.engine_hits.append((MODEL_UNAVAILABLE, Hit("", _needs_train_extra(error), at="tensor")))
 
 
 # ruff's limit: fixes that overlap an edit of the same pass wait for the next one; a rule whose fix keeps
@@ -334,11 +336,7 @@ def attach_model(document: Document, spec: str, built_models: dict) -> None:
         entry = LYCORIS_BUILD_FAILED if getattr(error, "refused_by_lycoris", False) else MODEL_UNAVAILABLE
         document.engine_hits.append((entry, Hit("", str(error), at="whole")))
     except ImportError as error:  # a lint-only install: torch, diffusers and lycoris are the train extra
-        message = (
-            f"checking against the model needs torch, diffusers and lycoris-lora ({error.name} is missing): "
-            "pip install 'lyco[train]'"
-        )
-        document.engine_hits.append((MODEL_UNAVAILABLE, Hit("", message, at="whole")))
+        document.engine_hits.append((MODEL_UNAVAILABLE, Hit("", _needs_train_extra(error), at="whole")))
 
 
 def lint_document(document: Document, options: Optional[Options] = None) -> list[Finding]:
