@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# The shared fixture modules hold asserts (train_in_halves, ...): pytest rewrites them as it does the tests', so a
+# failure there shows its values too.
+pytest.register_assert_rewrite("train_fixtures", "family_fixtures", "weights_fixtures")
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 # The maintainer tools (tools/, not in the wheel) are imported by the tests that check their output.

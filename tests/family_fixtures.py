@@ -21,9 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from train_fixtures import WORDS, write_images
-
-_BUILT: dict[str, Path] = {}
+from train_fixtures import WORDS, built_once, write_images
 
 SDXL_ATTENTION_LOKR = {
     "algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 4,
@@ -65,15 +63,11 @@ IMAGES = [
 
 
 def tiny_sdxl_pipeline(tmp_path_factory) -> Path:
-    if "sdxl" not in _BUILT:
-        _BUILT["sdxl"] = build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
-    return _BUILT["sdxl"]
+    return built_once("tiny-sdxl", build_tiny_sdxl, tmp_path_factory)
 
 
 def tiny_flux_pipeline(tmp_path_factory) -> Path:
-    if "flux" not in _BUILT:
-        _BUILT["flux"] = build_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))
-    return _BUILT["flux"]
+    return built_once("tiny-flux", build_tiny_flux, tmp_path_factory)
 
 
 def _tokenizer(special: list[str], template: str, **tokens: str):

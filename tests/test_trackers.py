@@ -2,15 +2,13 @@
 scalars of every step and the validation images), wandb in offline mode where it is installed, and a tracker
 that is not there is a clear error before any work."""
 
-import json
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("lycoris")
 
-from train_fixtures import one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
+from train_fixtures import metrics, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import run  # noqa: E402
 
@@ -33,7 +31,7 @@ def test_tensorboard_event_file_holds_the_scalars_and_the_validation_images(tmp_
     reader.Reload()
     tags = reader.Tags()
     assert {"loss", "lr", "grad_norm"} <= set(tags["scalars"])
-    rows = [json.loads(line) for line in (tmp_path / "output" / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics(tmp_path / "output")
     assert [event.step for event in reader.Scalars("loss")] == [1, 2]
     assert [event.value for event in reader.Scalars("loss")] == pytest.approx([row["loss"] for row in rows], rel=1e-6)
     assert [event.value for event in reader.Scalars("lr")] == pytest.approx([row["lr"] for row in rows])

@@ -27,7 +27,7 @@ pytest.importorskip("accelerate")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from train_fixtures import one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
+from train_fixtures import metrics, one_thread, pipeline, with_options, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import run  # noqa: E402
 from lyco_train.checkpoint import checkpoint_problem  # noqa: E402
@@ -53,10 +53,6 @@ def launch(*arguments: str, processes: int = 2, extra: tuple[str, ...] = ("--mul
         "--dynamo_backend", "no", "--main_process_port", str(port or free_port()), *arguments,
     ]
     return subprocess.run(command, capture_output=True, text=True, env=env or cpu_env(), timeout=600)
-
-
-def metrics(output: Path) -> list[dict]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
 def same_adapter(a: Path, b: Path) -> None:
@@ -103,9 +99,7 @@ def test_a_resume_restores_every_process(tmp_path, pipeline, reference):
     that did not load the checkpoint would pull the summed gradients elsewhere."""
     config = write_setup(tmp_path, pipeline, options={"train_batch_size": 2, **STEPS, "max_train_steps": 2})
     assert run(config) == 0
-    data = json.loads(config.read_text())
-    data.update(train_batch_size=1, max_train_steps=4)
-    config.write_text(json.dumps(data))
+    with_options(config, train_batch_size=1, max_train_steps=4)
     done = launch("--no_python", str(BIN / "lyco"), "train", str(config))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resumed from" in done.stdout and "checkpoint-2 at step 2" in done.stdout

@@ -5,8 +5,6 @@ and learning measured outside the trainer."""
 
 import json
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +18,7 @@ from safetensors.torch import load_file  # noqa: E402
 from family_fixtures import (  # noqa: E402
     FLUX_LOKR, FLUX_LORA, FLUX_TLORA, SIMPLETUNER_FLUX_LOKR, tiny_flux_pipeline, validation_loss, write_family_setup,
 )
-from train_fixtures import one_thread  # noqa: E402,F401 (fixture)
+from train_fixtures import assert_halves_trained_as_straight, metrics, one_thread, train_in_halves  # noqa: E402,F401 (fixture)
 
 from lyco_lint.meta_model.patches import no_tlora_gc  # noqa: E402
 from lyco_train import run  # noqa: E402
@@ -40,17 +38,6 @@ ALGOS = {"lokr": FLUX_LOKR, "lora": FLUX_LORA, "tlora": FLUX_TLORA}
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     return tiny_flux_pipeline(tmp_path_factory)
-
-
-def metrics(output: Path) -> list[dict]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-
-
-def with_options(path: Path, **options) -> Path:
-    data = json.loads(path.read_text())
-    data.update(options)
-    path.write_text(json.dumps(data, indent=2))
-    return path
 
 
 def transformer(pipeline):
@@ -74,19 +61,9 @@ def test_flux_run_resumes_exactly_and_its_weights_load_onto_diffusers_transforme
     assert prompt["prompt_embeds"].shape == (512, 32)  # T5, SimpleTuner's 512 tokens for dev
     assert prompt["pooled_prompt_embeds"].shape == (16,)  # CLIP's pooled output
     assert load_file(str(next((tmp_path / "cache" / "vae").glob("*.safetensors"))))["latents"].shape == (4, 8, 8)
-    halves = with_options(Path(shutil.copy(straight, tmp_path / "halves.json")), output_dir=str(tmp_path / "halves"), max_train_steps=2)
-    assert run(halves) == 0
-    assert run(with_options(halves, max_train_steps=4)) == 0
-    a = load_file(str(tmp_path / "straight" / "pytorch_lora_weights.safetensors"))
-    b = load_file(str(tmp_path / "halves" / "pytorch_lora_weights.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=key)
-    reference = load_file(str(tmp_path / "straight" / "checkpoint-2" / "pytorch_lora_weights.safetensors"))
-    assert any(not torch.equal(a[key], reference[key]) for key in a if not key.endswith(".alpha"))
-    losses = lambda name: [row["loss"] for row in metrics(tmp_path / name)]  # noqa: E731
-    assert losses("halves") == pytest.approx(losses("straight"), rel=1e-5)
-    assert all(math.isfinite(value) for value in losses("straight"))
+    train_in_halves(straight)
+    assert_halves_trained_as_straight(tmp_path)
+    assert all(math.isfinite(row["loss"]) for row in metrics(tmp_path / "straight"))
     network, _ = create_lycoris_from_weights(1.0, str(tmp_path / "straight" / "pytorch_lora_weights.safetensors"), transformer(pipeline))
     assert len(network.loras) == 15  # the FluxAttention and FeedForward projections of one double and one single block
 

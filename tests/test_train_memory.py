@@ -1,15 +1,13 @@
 """The memory side: the dry run prints an estimate (base, adapter training state, the rebuild path's weights),
 a CUDA run writes each step's peak memory to metrics.jsonl, gradient checkpointing stays available."""
 
-import json
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("lycoris")
 
-from train_fixtures import FLUX2_LOKR, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
+from train_fixtures import FLUX2_LOKR, metrics, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import run  # noqa: E402
 
@@ -25,7 +23,7 @@ def test_the_dry_run_prints_a_memory_estimate(tmp_path, pipeline, capsys):
 def test_steps_report_peak_memory_on_cuda_only(tmp_path, pipeline):
     config = write_setup(tmp_path, pipeline, options={"max_train_steps": 2, "gradient_checkpointing": True})
     assert run(config) == 0
-    rows = [json.loads(line) for line in (tmp_path / "output" / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics(tmp_path / "output")
     if torch.cuda.is_available():
         assert all(row["peak_memory_gib"] > 0 for row in rows)
     else:
@@ -38,5 +36,5 @@ def test_gradient_checkpointing_lowers_the_peak_on_cuda(tmp_path, pipeline):
     for checkpointing in (False, True):
         root = tmp_path / str(checkpointing)
         assert run(write_setup(root, pipeline, lycoris=FLUX2_LOKR, options={"max_train_steps": 2, "gradient_checkpointing": checkpointing})) == 0
-        peaks[checkpointing] = max(json.loads(line)["peak_memory_gib"] for line in (root / "output" / "metrics.jsonl").read_text().splitlines())
+        peaks[checkpointing] = max(row["peak_memory_gib"] for row in metrics(root / "output"))
     assert peaks[True] <= peaks[False]

@@ -4,7 +4,6 @@ cache reuse."""
 import json
 import math
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -16,20 +15,12 @@ pytest.importorskip("lycoris")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
+from train_fixtures import (  # noqa: E402,F401 (fixtures)
+    FLUX2_LOKR, FLUX2_TLORA, assert_halves_trained_as_straight, metrics, one_thread, pipeline, train_in_halves, with_options,
+    write_setup,
+)
 
 from lyco_train import run  # noqa: E402
-
-
-def metrics(output: Path) -> list[dict]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-
-
-def with_options(path: Path, **options) -> Path:
-    data = json.loads(path.read_text())
-    data.update(options)
-    path.write_text(json.dumps(data, indent=2))
-    return path
 
 
 def test_full_run_trains_and_writes_weights_checkpoints_metrics_and_curve(tmp_path, pipeline, capsys):
@@ -110,21 +101,9 @@ def test_resume_continues_exactly(tmp_path, pipeline, lycoris, options, capsys):
     straight = write_setup(tmp_path, pipeline, lycoris=lycoris, options={"output_dir": str(tmp_path / "straight"), **options})
     assert run(straight) == 0
     # ... equals 2 steps, then a second run that resumes from checkpoint-2 and goes on to 4.
-    halves = with_options(Path(shutil.copy(straight, tmp_path / "halves.json")), output_dir=str(tmp_path / "halves"), max_train_steps=2)
-    assert run(halves) == 0
-    assert run(with_options(halves, max_train_steps=4)) == 0
+    train_in_halves(straight)
     assert "resumed from" in capsys.readouterr().out
-
-    a = load_file(str(tmp_path / "straight" / "pytorch_lora_weights.safetensors"))
-    b = load_file(str(tmp_path / "halves" / "pytorch_lora_weights.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=key)
-    changed = [key for key in a if not key.endswith(".alpha")]
-    reference = load_file(str(tmp_path / "straight" / "checkpoint-2" / "pytorch_lora_weights.safetensors"))
-    assert any(not torch.equal(a[key], reference[key]) for key in changed)  # steps 3-4 did train
-    losses = lambda name: [row["loss"] for row in metrics(tmp_path / name)]  # noqa: E731
-    assert losses("halves") == pytest.approx(losses("straight"), rel=1e-5)
+    assert_halves_trained_as_straight(tmp_path)
 
 
 def test_second_run_encodes_nothing(tmp_path, pipeline, capsys, monkeypatch):

@@ -21,20 +21,9 @@ pytest.importorskip("lycoris")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from train_fixtures import one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
+from train_fixtures import metrics, one_thread, pipeline, with_options, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import run  # noqa: E402
-
-
-def metrics(output: Path) -> list[dict]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-
-
-def with_options(path: Path, **options) -> Path:
-    data = json.loads(path.read_text())
-    data.update(options)
-    path.write_text(json.dumps(data, indent=2))
-    return path
 
 
 def snapshot(folder: Path) -> dict[Path, bytes]:

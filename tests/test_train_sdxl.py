@@ -2,10 +2,7 @@
 builds them, real crop coordinates, the DDPM objective with SimpleTuner's options, exact resume, weights that
 LyCORIS loads onto a fresh UNet, the FeedForward NaN stop, and learning measured outside the trainer."""
 
-import json
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +17,7 @@ from family_fixtures import (  # noqa: E402
     SDXL_ATTENTION_LOKR, SDXL_ATTENTION_LORA, SDXL_ATTENTION_TLORA, SDXL_FEEDFORWARD_LORA, tiny_sdxl_pipeline, validation_loss,
     write_family_setup,
 )
-from train_fixtures import one_thread, write_images  # noqa: E402,F401 (fixtures)
+from train_fixtures import assert_halves_trained_as_straight, metrics, one_thread, train_in_halves, write_images  # noqa: E402,F401 (fixtures)
 
 from lyco_lint.meta_model.patches import no_tlora_gc  # noqa: E402
 from lyco_train import run  # noqa: E402
@@ -39,17 +36,6 @@ ALGOS = {"lokr": SDXL_ATTENTION_LOKR, "lora": SDXL_ATTENTION_LORA, "tlora": SDXL
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     return tiny_sdxl_pipeline(tmp_path_factory)
-
-
-def metrics(output: Path) -> list[dict]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-
-
-def with_options(path: Path, **options) -> Path:
-    data = json.loads(path.read_text())
-    data.update(options)
-    path.write_text(json.dumps(data, indent=2))
-    return path
 
 
 def unet(pipeline):
@@ -166,18 +152,8 @@ def test_the_objective_is_diffusers_ddpm_with_simpletuners_options(pipeline):
 def test_resume_continues_exactly(tmp_path, pipeline, algo):
     straight = write_family_setup(tmp_path, pipeline, "sdxl", lycoris=ALGOS[algo], options={"output_dir": str(tmp_path / "straight"), "snr_gamma": 5})
     assert run(straight) == 0
-    halves = with_options(Path(shutil.copy(straight, tmp_path / "halves.json")), output_dir=str(tmp_path / "halves"), max_train_steps=2)
-    assert run(halves) == 0
-    assert run(with_options(halves, max_train_steps=4)) == 0
-    a = load_file(str(tmp_path / "straight" / "pytorch_lora_weights.safetensors"))
-    b = load_file(str(tmp_path / "halves" / "pytorch_lora_weights.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=key)
-    reference = load_file(str(tmp_path / "straight" / "checkpoint-2" / "pytorch_lora_weights.safetensors"))
-    assert any(not torch.equal(a[key], reference[key]) for key in a if not key.endswith(".alpha"))  # steps 3-4 trained
-    losses = lambda name: [row["loss"] for row in metrics(tmp_path / name)]  # noqa: E731
-    assert losses("halves") == pytest.approx(losses("straight"), rel=1e-5)
+    train_in_halves(straight)
+    assert_halves_trained_as_straight(tmp_path)
 
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))

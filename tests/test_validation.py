@@ -3,7 +3,6 @@
 bit-identical weights to the same run without (and resumes exactly)."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -74,7 +73,7 @@ pytest.importorskip("lycoris")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, one_thread, pipeline, write_setup  # noqa: E402,F401 (fixtures)
+from train_fixtures import FLUX2_LOKR, FLUX2_TLORA, metrics, one_thread, pipeline, with_options, write_setup  # noqa: E402,F401 (fixtures)
 
 from lyco_train import run  # noqa: E402
 
@@ -116,7 +115,7 @@ def test_validation_writes_each_interval_and_does_not_change_training(tmp_path, 
     assert "validation: off (validation_disable)" in capsys.readouterr().out
     assert images_of(tmp_path / "without" / "output") == {}
     same_weights(output, tmp_path / "without" / "output")  # bit-identical: validation draws from its own generator
-    rows = lambda root: [json.loads(line)["loss"] for line in (root / "output" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    rows = lambda root: [row["loss"] for row in metrics(root / "output")]  # noqa: E731
     assert rows(tmp_path / "with") == rows(tmp_path / "without")
 
 
@@ -128,10 +127,7 @@ def test_tlora_validation_resumes_exactly_and_renders_the_base_model_at_startup(
     assert run(straight) == 0
     halves = write_setup(tmp_path / "halves", pipeline, lycoris=FLUX2_TLORA, options={**options, "max_train_steps": 2})
     assert run(halves) == 0
-    data = json.loads(halves.read_text())
-    data.update(max_train_steps=4)
-    halves.write_text(json.dumps(data))
-    assert run(halves) == 0
+    assert run(with_options(halves, max_train_steps=4)) == 0
     out = capsys.readouterr().out
     assert "resumed from" in out and "no CFG" in out
     output = tmp_path / "halves" / "output"
@@ -166,10 +162,7 @@ def test_validation_prompts_are_encoded_in_the_caching_phase_and_no_text_encoder
         raise AssertionError("the text encoder was loaded although every prompt is cached")
 
     monkeypatch.setattr(get_family("flux2"), "load_text_encoder", must_not_load)
-    data = json.loads(config.read_text())
-    data.update(output_dir=str(tmp_path / "again"))
-    config.write_text(json.dumps(data))
-    assert run(config) == 0
+    assert run(with_options(config, output_dir=str(tmp_path / "again"))) == 0
     assert "0 prompt(s) encoded, 7 reused" in capsys.readouterr().out
     assert set(images_of(tmp_path / "again")) == {"step-000002"}
 

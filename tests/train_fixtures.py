@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -80,18 +80,22 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def built_once(name: str, build: Callable[[Path], Path], tmp_path_factory) -> Path:
+    """The folder ``build`` writes into a fresh temporary folder ``name``, built on first use in this test
+    session and reused after."""
+    if name not in _BUILT:
+        _BUILT[name] = build(tmp_path_factory.mktemp(name))
+    return _BUILT[name]
+
+
 def tiny_pipeline(tmp_path_factory) -> Path:
-    """The tiny pipeline folder, built on first use in this test session."""
-    if "pipeline" not in _BUILT:
-        _BUILT["pipeline"] = build_tiny_flux2_klein(tmp_path_factory.mktemp("tiny-flux2-klein"))
-    return _BUILT["pipeline"]
+    """The tiny FLUX.2 [klein] pipeline folder."""
+    return built_once("tiny-flux2-klein", build_tiny_flux2_klein, tmp_path_factory)
 
 
 def tiny_dev_pipeline(tmp_path_factory) -> Path:
-    """The tiny FLUX.2 [dev] pipeline folder, built on first use in this test session."""
-    if "dev" not in _BUILT:
-        _BUILT["dev"] = build_tiny_flux2_dev(tmp_path_factory.mktemp("tiny-flux2-dev"))
-    return _BUILT["dev"]
+    """The tiny FLUX.2 [dev] pipeline folder."""
+    return built_once("tiny-flux2-dev", build_tiny_flux2_dev, tmp_path_factory)
 
 
 MISTRAL_SPECIAL = ["<s>", "</s>", "<pad>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]", "[IMG]"]
@@ -257,3 +261,50 @@ def write_setup(
     path = root / "config.json"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
+
+
+# -- a run's outputs and configs --------------------------------------------------------------------------------
+
+
+def metrics(output: Path) -> list[dict]:
+    """The rows of ``output``/metrics.jsonl, one a step."""
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def with_options(path: Path, **options) -> Path:
+    """The training config at ``path`` with ``options`` set, written back in place."""
+    data = json.loads(path.read_text())
+    data.update(options)
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def train_in_halves(straight: Path) -> Path:
+    """A copy of the 4-step config ``straight`` (its output_dir ``root/straight``) that writes to ``root/halves``:
+    run for 2 steps, then again to 4, resuming from checkpoint-2. Returns the copy."""
+    import shutil
+
+    from lyco_train import run
+
+    root = straight.parent
+    halves = with_options(Path(shutil.copy(straight, root / "halves.json")), output_dir=str(root / "halves"), max_train_steps=2)
+    assert run(halves) == 0
+    assert run(with_options(halves, max_train_steps=4)) == 0
+    return halves
+
+
+def assert_halves_trained_as_straight(root: Path) -> None:
+    """``root/halves`` (2 steps, then resumed to 4) ends where ``root/straight`` (4 steps in one run) ended: the
+    same weights and losses (float tolerance), and steps 3-4 did train (the weights moved after checkpoint-2)."""
+    import torch
+    from safetensors.torch import load_file
+
+    a = load_file(str(root / "straight" / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(root / "halves" / "pytorch_lora_weights.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7, msg=key)
+    reference = load_file(str(root / "straight" / "checkpoint-2" / "pytorch_lora_weights.safetensors"))
+    assert any(not torch.equal(a[key], reference[key]) for key in a if not key.endswith(".alpha"))  # steps 3-4 did train
+    losses = lambda name: [row["loss"] for row in metrics(root / name)]  # noqa: E731
+    assert losses("halves") == pytest.approx(losses("straight"), rel=1e-5)
