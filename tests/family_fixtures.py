@@ -17,11 +17,10 @@ Images of 64 px train at 8×8 latents, as 512 px images do on the real models.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from train_fixtures import WORDS, built_once, write_images
+from train_fixtures import WORDS, built_once, write_training_files
 
 SDXL_ATTENTION_LOKR = {
     "algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 4,
@@ -180,16 +179,6 @@ def write_family_setup(
     images: list | None = None,
 ) -> Path:
     """A complete training setup for ``family`` (sdxl or flux) under ``root``."""
-    write_images(root / "images", IMAGES if images is None else images)
-    backends = [
-        {
-            "id": "shapes", "type": "local", "instance_data_dir": str(root / "images"), "caption_strategy": "textfile",
-            "resolution": 64, "resolution_type": "pixel_area", "cache_dir_vae": str(root / "cache" / "vae"), **(dataset or {}),
-        },
-        {"id": "text-embeds", "dataset_type": "text_embeds", "default": True, "type": "local", "cache_dir": str(root / "cache" / "text")},
-    ]
-    (root / "multidatabackend.json").write_text(json.dumps(backends, indent=2), encoding="utf-8")
-    (root / "lycoris.json").write_text(json.dumps(lycoris, indent=2), encoding="utf-8")
     config = {
         "model_type": "lora", "model_family": family, "model_flavour": "base-1.0" if family == "sdxl" else "dev",
         "pretrained_model_name_or_path": str(pipeline), "lora_type": "lycoris", "lycoris_config": "lycoris.json",
@@ -199,9 +188,9 @@ def write_family_setup(
         **({"flux_guidance_value": 3.5} if family == "flux" else {}),
         **(options or {}),
     }
-    path = root / "config.json"
-    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-    return path
+    return write_training_files(
+        root, images=IMAGES if images is None else images, resolution=64, dataset=dataset, lycoris=lycoris, config=config
+    )
 
 
 # -- a validation loss measured outside the trainer, as the diffusers pipeline encodes the data -------------------

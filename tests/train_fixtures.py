@@ -219,22 +219,6 @@ def write_setup(
     images: list | None = None,
 ) -> Path:
     """A complete training setup under ``root``: images, multidatabackend.json, LyCORIS config, config.json."""
-    write_images(root / "images", DEFAULT_IMAGES if images is None else images)
-    backends = [
-        {
-            "id": "shapes",
-            "type": "local",
-            "instance_data_dir": str(root / "images"),
-            "caption_strategy": "textfile",
-            "resolution": 32,
-            "resolution_type": "pixel_area",
-            "cache_dir_vae": str(root / "cache" / "vae"),
-            **(dataset or {}),
-        },
-        {"id": "text-embeds", "dataset_type": "text_embeds", "default": True, "type": "local", "cache_dir": str(root / "cache" / "text")},
-    ]
-    (root / "multidatabackend.json").write_text(json.dumps(backends, indent=2), encoding="utf-8")
-    (root / "lycoris.json").write_text(json.dumps(lycoris or FLUX2_LOKR, indent=2), encoding="utf-8")
     config = {
         "model_type": "lora",
         "model_family": "flux2",
@@ -258,6 +242,33 @@ def write_setup(
         "seed": 7,
         **(options or {}),
     }
+    return write_training_files(
+        root, images=DEFAULT_IMAGES if images is None else images, resolution=32, dataset=dataset, lycoris=lycoris or FLUX2_LOKR, config=config
+    )
+
+
+def write_training_files(
+    root: Path, *, images: list, resolution: int, dataset: dict[str, Any] | None, lycoris: dict[str, Any], config: dict[str, Any]
+) -> Path:
+    """The files of a training setup under ``root``: ``images`` (see write_images) in images/, multidatabackend.json
+    (those images at ``resolution`` px area with ``dataset``'s keys on top, and the text-embeds cache),
+    lycoris.json (``lycoris``) and config.json (``config``, which names them). Returns config.json's path."""
+    write_images(root / "images", images)
+    backends = [
+        {
+            "id": "shapes",
+            "type": "local",
+            "instance_data_dir": str(root / "images"),
+            "caption_strategy": "textfile",
+            "resolution": resolution,
+            "resolution_type": "pixel_area",
+            "cache_dir_vae": str(root / "cache" / "vae"),
+            **(dataset or {}),
+        },
+        {"id": "text-embeds", "dataset_type": "text_embeds", "default": True, "type": "local", "cache_dir": str(root / "cache" / "text")},
+    ]
+    (root / "multidatabackend.json").write_text(json.dumps(backends, indent=2), encoding="utf-8")
+    (root / "lycoris.json").write_text(json.dumps(lycoris, indent=2), encoding="utf-8")
     path = root / "config.json"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
