@@ -130,7 +130,7 @@ def main(config: Optional[str], model: Optional[str], weights: Optional[str], st
     from rich.console import Console
 
     from .inference import resolve
-    from .quantize import quiet_import_noise
+    from lyco_lint.meta_model.patches import quiet_import_noise
 
     quiet_import_noise()
 

@@ -23,9 +23,10 @@ The adapter trained on a quantized base is an ordinary LyCORIS file: it loads on
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from lyco_lint.meta_model.patches import quiet_import_noise
 
 from .config import ConfigError
 
@@ -109,17 +110,6 @@ class QuantizeReport:
             + (f" ({kept} kept: sides not multiples of {ALIGNMENT})" if kept else "")
             + f"; weights {human_bytes(self.after_bytes)} (unquantized {human_bytes(self.before_bytes)})"
         )
-
-
-# Warnings torchao's import prints where it is installed, none of them about lyco's use: optional CUDA
-# extensions it cannot load on this machine, torch deprecating its enum registration, and diffusers failing to
-# import torchao classes for loading torchao-serialized checkpoints (lyco never loads those).
-IMPORT_NOISE = ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
-
-
-def quiet_import_noise() -> None:
-    for name in IMPORT_NOISE:
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _torchao():

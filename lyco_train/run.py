@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from lyco_lint.meta_model.patches import quiet_import_noise
+
 from . import distributed, quantize
 from .checkpoint import read_training_state
 from .config import ConfigError, load_config
@@ -37,7 +39,7 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None, 
     each adapted layer's forward path (``layer_paths``): auto (measured), bypass or rebuild."""
     from rich.console import Console
 
-    quantize.quiet_import_noise()
+    quiet_import_noise()  # before anything imports diffusers or lycoris
     try:
         distributed.check_launch_environment()  # a launch lyco cannot serve (DeepSpeed, ...) stops here
         launch = distributed.launch_from_env()

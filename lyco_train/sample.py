@@ -53,7 +53,7 @@ def main(
     from rich.console import Console
 
     from .inference import resolve
-    from .quantize import quiet_import_noise
+    from lyco_lint.meta_model.patches import quiet_import_noise
 
     quiet_import_noise()
 

@@ -92,6 +92,7 @@ def test_plan_statuses(tmp_path, model):
     good = write(tmp_path, "good.lycoris.json", dict(VALID_LYCORIS, apply_preset={"target_module": FLUX2_TARGETS}))
     done = lyco("plan", "--family", "flux2", "--model", model, "--format", "json", good)
     assert done.returncode == 0 and json.loads(done.stdout)["adapted_modules"] > 0, done.stderr
+    assert done.stderr == ""  # was: five lines of torchao's import warnings (diffusers and lycoris import it)
     unavailable = lyco("plan", "--model", str(tmp_path / "no-model"), good)
     assert unavailable.returncode == 2 and "LYC210" in unavailable.stderr
     assert lyco("plan", str(tmp_path / "nope.json")).returncode == 2

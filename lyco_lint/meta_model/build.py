@@ -10,6 +10,9 @@ from .resolve import ModelError, ModelSource
 
 def model_class(class_name: str) -> type:
     """The diffusers model class called ``class_name``."""
+    from .patches import quiet_import_noise
+
+    quiet_import_noise()
     import diffusers
 
     found = _import_model_file(class_name)

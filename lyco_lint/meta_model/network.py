@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..knowledge.lycoris import NetworkArguments
-from .patches import captured_output, class_state, no_tlora_gc, preset_state
+from .patches import captured_output, class_state, no_tlora_gc, preset_state, quiet_import_noise
 
 
 @dataclass
@@ -28,6 +28,7 @@ class BuiltNetwork:
 
 def build_network(model, arguments: NetworkArguments, messages: Optional[list[str]] = None) -> BuiltNetwork:
     """create_lycoris on ``model``; LyCORIS's exceptions propagate unchanged (callers reword them)."""
+    quiet_import_noise()
     from lycoris import LycorisNetwork, create_lycoris
 
     sink = messages if messages is not None else []

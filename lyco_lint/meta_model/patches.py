@@ -8,6 +8,8 @@
   per module once torch and diffusers are loaded (21 s instead of 0.1 s for Flux 2 Klein 4B's 100 layers).
   Tensors are freed by reference counting anyway; one collection at the end is enough.
 * :func:`shape_only` and :func:`recorded_constructions` — for builds on the meta device (``analyse``).
+* :func:`quiet_import_noise` — before the first import of diffusers or lycoris (both import torchao where it
+  is installed): the warnings that import prints are not about anything lyco does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..knowledge.lycoris import PRESET_DEFAULTS, default_preset_state
+
+
+# Warnings torchao's import prints where it is installed, none of them about lyco's use: optional CUDA
+# extensions it cannot load on this machine, torch deprecating its enum registration, and diffusers failing to
+# import torchao classes for loading torchao-serialized checkpoints (lyco never loads those).
+IMPORT_NOISE = ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
+
+
+def quiet_import_noise() -> None:
+    for name in IMPORT_NOISE:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def class_state(network_class) -> dict[str, Any]:

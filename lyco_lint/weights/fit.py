@@ -111,10 +111,11 @@ def check_fit(inspection: Inspection, model, source=None) -> Fit:
 
 def lycoris_load(inspection: Inspection, model) -> LycorisLoad:
     """Run LyCORIS's create_lycoris_from_weights on the meta model (nothing is allocated or read)."""
+    from ..meta_model.patches import captured_output, no_tlora_gc, preset_state, quiet_import_noise, shape_only
+
+    quiet_import_noise()
     import torch
     from lycoris import LycorisNetwork, create_lycoris_from_weights
-
-    from ..meta_model.patches import captured_output, no_tlora_gc, preset_state, shape_only
 
     weights = {}
     for key, info in inspection.header.tensors.items():
