@@ -111,7 +111,10 @@ def merge(source: Source, output: Path, strength: float, say) -> Path:
             "lyco merges each module's change once, as apply_to() computes it"
         )
     component = components.facts(family.name).subfolder
-    pipeline = DiffusionPipeline.from_pretrained(family.model_root(options), torch_dtype=dtype, revision=options.revision, **{component: denoiser})
+    try:
+        pipeline = DiffusionPipeline.from_pretrained(family.model_root(options), torch_dtype=dtype, revision=options.revision, **{component: denoiser})
+    except OSError as error:
+        raise ConfigError(components.cannot_load(family.model_root(options), error)) from None
     temporary = output.parent / f".{output.name}.tmp"
     if temporary.exists():
         shutil.rmtree(temporary)

@@ -91,3 +91,22 @@ def test_bad_input_is_one_clear_message(tmp_path, trained, pipeline, tmp_path_fa
 
     done = lyco("sample", str(fresh))
     assert done.returncode == 2 and "the run has no adapter yet" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_a_model_that_cannot_be_loaded_is_one_clear_message(tmp_path, trained, pipeline):
+    """Was: `lyco sample --model HUB-ID` with no connection and no cached copy printed 'internal error: OSError'."""
+    weights = trained.parent / "output" / "pytorch_lora_weights.safetensors"  # its metadata says flux2 [klein]
+    done = lyco("sample", "--model", "nobody/not-cached-anywhere", "--weights", str(weights), "--prompt", "x", *FAST)
+    assert done.returncode == 1 and "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "error: cannot load the model nobody/not-cached-anywhere:" in done.stdout
+    assert "`hf download nobody/not-cached-anywhere`" in done.stdout
+    # a local pipeline missing its VAE's weights (a download that stopped part way): named, with the folder
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(pipeline, partial)
+    for file in (partial / "vae").glob("*.safetensors"):
+        file.unlink()
+    done = lyco("sample", "--model", str(partial), "--weights", str(weights), "--prompt", "x", *FAST)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert f"error: cannot load the model {partial}:" in done.stdout and "a complete diffusers pipeline" in done.stdout

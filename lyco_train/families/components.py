@@ -8,6 +8,7 @@ and reads only ``model_index.json`` and ``config.json`` files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -255,6 +256,31 @@ def check_flow_rendering(name: str, options: TrainingOptions) -> None:
             f"validation_guidance_rescale {options.validation_guidance_rescale:g}: {LABELS[name]}'s pipeline has no guidance "
             "rescale (SimpleTuner passes it only with skip-layer guidance); remove it"
         )
+
+
+def loads_model(load):
+    """For a family's ``load_*`` method: a model that cannot be read or fetched (diffusers and transformers raise
+    OSError for a missing file, a folder that is not a pipeline, or a Hub id with no connection and no cached
+    copy) is a ConfigError that names the model and the way out, not an internal error."""
+
+    @functools.wraps(load)
+    def checked(self, options: TrainingOptions, *args, **kwargs):
+        try:
+            return load(self, options, *args, **kwargs)
+        except OSError as error:
+            raise ConfigError(cannot_load(self.model_root(options), error)) from None
+
+    return checked
+
+
+def cannot_load(root: str, error: OSError) -> str:
+    detail = " ".join(str(error).split())[:400] or type(error).__name__
+    if Path(root).expanduser().exists():
+        fix = "check that the folder is a complete diffusers pipeline (a download that stopped part way?)"
+    else:
+        fix = (f"without a connection the model must be in the local Hugging Face cache: download it once (`hf download {root}`), "
+               "or point pretrained_model_name_or_path (lyco sample and merge: --model) at a local pipeline folder")
+    return f"cannot load the model {root}: {detail}; {fix}"
 
 
 def flow_scheduler(options: TrainingOptions, root: str):

@@ -114,6 +114,7 @@ class Flux(PipelinePaths, RectifiedFlow):
 
     # -- loading (torch from here on) ----------------------------------------------------------------------
 
+    @components.loads_model
     def load_denoiser(self, options: TrainingOptions, dtype, device):
         from diffusers import FluxTransformer2DModel
 
@@ -122,6 +123,7 @@ class Flux(PipelinePaths, RectifiedFlow):
             root, subfolder=components.transformer_subfolder(options), torch_dtype=dtype, revision=options.revision, variant=options.variant
         ).to(device)
 
+    @components.loads_model
     def load_vae(self, options: TrainingOptions, device):
         from diffusers import AutoencoderKL
 
@@ -130,6 +132,7 @@ class Flux(PipelinePaths, RectifiedFlow):
         )
         return vae.requires_grad_(False).eval().to(device)
 
+    @components.loads_model
     def load_text_encoder(self, options: TrainingOptions, device):
         """A FluxPipeline holding only the two tokenizers, CLIP-L and T5 (training dtype)."""
         from diffusers import FluxPipeline
@@ -229,6 +232,7 @@ class Flux(PipelinePaths, RectifiedFlow):
             )
         return Guidance(True, f"{embedded}, true CFG {real:g} against the negative prompt")
 
+    @components.loads_model
     def pipeline(self, options: TrainingOptions, denoiser, vae):
         from diffusers import FluxPipeline
 

@@ -94,6 +94,7 @@ class Flux2(PipelinePaths, RectifiedFlow):
 
     # -- loading (torch from here on) ----------------------------------------------------------------------
 
+    @components.loads_model
     def load_denoiser(self, options: TrainingOptions, dtype, device):
         from diffusers import Flux2Transformer2DModel
 
@@ -103,6 +104,7 @@ class Flux2(PipelinePaths, RectifiedFlow):
             root, subfolder=subfolder, torch_dtype=dtype, revision=options.revision, variant=options.variant
         ).to(device)
 
+    @components.loads_model
     def load_vae(self, options: TrainingOptions, device):
         from diffusers import AutoencoderKLFlux2
 
@@ -112,6 +114,7 @@ class Flux2(PipelinePaths, RectifiedFlow):
         )
         return vae.requires_grad_(False).eval().to(device)
 
+    @components.loads_model
     def load_text_encoder(self, options: TrainingOptions, device):
         """(tokenizer or processor, text model) in the training dtype: Qwen3 for [klein], Mistral 3 for [dev]."""
         root, revision = self.model_root(options), options.revision
@@ -238,6 +241,7 @@ class Flux2(PipelinePaths, RectifiedFlow):
         index = components.local_json(self.model_root(options), "", "model_index.json") or {}
         return bool(index.get("is_distilled", False))
 
+    @components.loads_model
     def pipeline(self, options: TrainingOptions, denoiser, vae):
         scheduler = components.flow_scheduler(options, self.model_root(options))
         if self._uses_mistral(options):

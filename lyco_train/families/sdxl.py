@@ -133,6 +133,7 @@ class SDXL(PipelinePaths):
 
     # -- loading (torch from here on) ----------------------------------------------------------------------
 
+    @components.loads_model
     def load_denoiser(self, options: TrainingOptions, dtype, device):
         from diffusers import UNet2DConditionModel
 
@@ -140,6 +141,7 @@ class SDXL(PipelinePaths):
             self.model_root(options), subfolder="unet", torch_dtype=dtype, revision=options.revision, variant=options.variant
         ).to(device)
 
+    @components.loads_model
     def load_vae(self, options: TrainingOptions, device):
         from diffusers import AutoencoderKL
 
@@ -150,6 +152,7 @@ class SDXL(PipelinePaths):
         vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=torch_dtype(name), revision=options.revision, variant=options.variant)
         return vae.requires_grad_(False).eval().to(device)
 
+    @components.loads_model
     def load_text_encoder(self, options: TrainingOptions, device):
         """A StableDiffusionXLPipeline holding only the two tokenizers and CLIP encoders (training dtype)."""
         from diffusers import StableDiffusionXLPipeline
@@ -197,6 +200,7 @@ class SDXL(PipelinePaths):
 
     # -- the objective: DDPM ----------------------------------------------------------------------------------
 
+    @components.loads_model
     def scheduler(self, options: TrainingOptions):
         """The training DDPMScheduler (cached per model and schedule options)."""
         key = (self.model_root(options), options.revision, options.rescale_betas_zero_snr, options.training_scheduler_timestep_spacing, options.prediction_type)
@@ -317,6 +321,7 @@ class SDXL(PipelinePaths):
         kind = getattr(diffusers, VALIDATION_SCHEDULERS[options.validation_noise_scheduler or "ddim"])
         return kind.from_config(config, timestep_spacing=options.inference_scheduler_timestep_spacing, **extra)
 
+    @components.loads_model
     def pipeline(self, options: TrainingOptions, denoiser, vae):
         from diffusers import StableDiffusionXLPipeline
 
