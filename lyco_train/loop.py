@@ -171,13 +171,6 @@ def resume(run: RunPlan, parts: Parts, generator: torch.Generator) -> tuple[dict
             f"cannot resume from {path}: {type(error).__name__}: {error}; it was written by a different config (optimizer, "
             "LyCORIS config or model): resume with that config, or set resume_from_checkpoint to \"none\" / use a new output_dir"
         ) from None
-    trained_with = state.get("micro_batch_size", options.train_batch_size)
-    if trained_with != run.micro_batch_size:
-        raise ConfigError(
-            f"{path} was trained with global micro-batches of {trained_with} samples (train_batch_size × processes); this launch "
-            f"makes {run.micro_batch_size} ({options.train_batch_size} × {processes}), so the data order would not continue: "
-            "launch with the same train_batch_size × processes, or start a new run in a new output_dir"
-        )
     changes = follow_config(parts.optimizer, configured)
     current = schedule_settings(options, run.steps.total_steps, processes)
     saved = state.get("schedule") or saved_schedule(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .adapter import WEIGHTS_NAME
-from .checkpoint import STATE_NAME, checkpoint_problem
+from .checkpoint import STATE_NAME, checkpoint_problem, read_training_state
 from .config import ConfigError, TrainConfig
 from .data import DataPlan
 from .distributed import Launch
@@ -115,6 +115,20 @@ def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
         if match and path.is_dir():
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def check_resume_batch(resume: Optional[Path], train_batch_size: int, processes: int) -> None:
+    """A checkpoint continues only with the global micro-batch it was trained with (train_batch_size × processes):
+    the data order is cut in those. Checked while planning, so ``--dry-run`` says it before anything loads."""
+    if resume is None:
+        return
+    trained_with = read_training_state(resume).get("micro_batch_size", train_batch_size)
+    if trained_with != train_batch_size * processes:
+        raise ConfigError(
+            f"{resume} was trained with global micro-batches of {trained_with} samples (train_batch_size × processes); this launch "
+            f"makes {train_batch_size * processes} ({train_batch_size} × {processes}), so the data order would not continue: "
+            "launch with the same train_batch_size × processes, or start a new run in a new output_dir"
+        )
 
 
 def resume_point(output_dir: Path, setting: Optional[str], warn: Callable[[str], None] = lambda _text: None) -> Optional[Path]:

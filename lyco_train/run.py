@@ -27,7 +27,7 @@ from .data import plan_data
 from .distributed import Launch, ProcessError
 from .families import get_family
 from .lint_gate import lint_gate, model_analysis
-from .plan import RunPlan, check_fresh_output, check_output_dir, describe, plan_steps, resume_point
+from .plan import RunPlan, check_fresh_output, check_output_dir, check_resume_batch, describe, plan_steps, resume_point
 from .trackers import check_trackers
 from .validation import plan_for_run
 
@@ -108,6 +108,7 @@ def prepare_run(config_path: str | os.PathLike, say: Callable[[str], None] = pri
     data = plan_data(config, alignment, family.latent_identity(options), family.text_identity(options), lambda text: say(f"warning: {text}"))
     steps = plan_steps(config, data, launch.world_size)
     resume = resume_point(config.output_dir, options.resume_from_checkpoint, lambda text: say(f"warning: {text}"))
+    check_resume_batch(resume, options.train_batch_size, launch.world_size)
     seed = resolve_seed(options.seed, resume, say)
     check_trackers(options)
     validation, validation_summary = plan_for_run(config, family, data, steps.total_steps, resume, seed)

@@ -125,6 +125,20 @@ def test_a_changed_learning_rate_and_schedule_on_resume_follow_the_config(tmp_pa
     assert "learning_rate 0.001 -> 0.002" in out and "lr_scheduler constant -> linear" in out
 
 
+def test_a_resume_with_another_micro_batch_is_refused_in_the_dry_run_too(tmp_path, pipeline, capsys):
+    """Was: --dry-run said 'resuming from checkpoint-2' and exited 0; the real run then loaded everything and
+    refused the checkpoint (its data order is cut in micro-batches of train_batch_size × processes)."""
+    config = write_setup(tmp_path, pipeline, options={"max_train_steps": 2, "train_batch_size": 2, "checkpoint_step_interval": 2})
+    assert run(config) == 0
+    capsys.readouterr()
+    changed = with_options(config, max_train_steps=4, train_batch_size=1, resume_from_checkpoint="latest")
+    for dry_run in (True, False):
+        assert run(changed, dry_run=dry_run) == 1
+        out = capsys.readouterr().out
+        assert "checkpoint-2 was trained with global micro-batches of 2 samples" in out and "makes 1 (1 × 1)" in out, out
+        assert "caches:" not in out  # refused before anything loads
+
+
 def test_a_fresh_run_refuses_a_folder_with_an_earlier_run(tmp_path, pipeline, capsys):
     """Was: resume_from_checkpoint none in a folder with an older run pruned the new run's checkpoints and a
     later 'latest' resumed the old run."""
