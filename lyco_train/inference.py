@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import ConfigError, TrainConfig, load_config
-from .families import FAMILIES, get_family
+from .families import FAMILIES, components, get_family
 from .families.base import Family
 from .options import TrainingOptions
 
@@ -73,6 +73,7 @@ def resolve(config: Optional[str], model: Optional[str], weights: Optional[str],
             raise InputError("--model needs --weights PATH (the adapter's .safetensors file)")
         source = from_model(model, Path(weights))
     read_weights(source)
+    components.check_reachable(source.family.model_root(source.options))
     if dtype is not None:
         source.options = replace(source.options, mixed_precision="no" if dtype == "fp32" else "bf16")
     return source
@@ -116,8 +117,6 @@ def read_weights(source: Source) -> None:
 def from_model(model: str, weights: Path) -> Source:
     """The family and options for ``--model``: from the folder's model_index.json, else the weights' metadata."""
     from lyco_lint.weights.reader import WeightsError, read_header
-
-    from .families import components
 
     metadata: dict[str, str] = {}
     if weights.is_file():

@@ -79,8 +79,10 @@ def run(config_path: str | os.PathLike, *, dry_run: bool = False, console=None, 
         if dry_run:
             say("dry run: nothing loaded, nothing written.")
             return 0
+        from .families.components import check_reachable
         from .loop import train
 
+        check_reachable(plan.family.model_root(plan.config.options))  # a Hub id with no connection: now, not after retries
         return train(plan, console)
     except ProcessError as error:  # only this process sees it: it speaks for itself
         if not launch.is_main:

@@ -161,6 +161,35 @@ def _hub_cache_dir() -> str:
     return os.path.join(os.path.expanduser(os.path.expandvars(home)), "hub")
 
 
+def hub_unavailable(repo_id: str, filename: str) -> Optional[str]:
+    """Why ``repo_id``'s ``filename`` can be neither read from the local Hub cache nor fetched now (the Hub off
+    limits, no connection), or None, after one quick request (a pipeline has a dozen files to retry)."""
+    import huggingface_hub
+
+    cache_dir = _hub_cache_dir()
+    if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir), str):
+        return None
+    if _hub_offline():
+        return f"HF_HUB_OFFLINE is set and its {filename} is not in the local Hugging Face cache ({cache_dir})"
+    error = _quick_request_error(repo_id, filename)
+    if error is not None:
+        detail = str(error).splitlines()[0] if str(error) else "no details"
+        return f"cannot reach the Hugging Face Hub ({type(error).__name__}: {detail}) and its {filename} is not in the local cache ({cache_dir})"
+    return None
+
+
+def _quick_request_error(repo_id: str, filename: str) -> Optional[Exception]:
+    """What one HEAD request for the file raised (None: the Hub answered). hf_hub_download retries a dead
+    connection for about 25 s per file; this fails in one try (10 s at most)."""
+    import huggingface_hub
+
+    try:
+        huggingface_hub.utils.get_session().head(huggingface_hub.hf_hub_url(repo_id, filename), timeout=10)
+    except Exception as error:  # proxy, timeout, DNS: requests and httpx raise many kinds
+        return error
+    return None
+
+
 def _hub_candidates(repo_id: str, subfolder: Optional[str], fetch: Callable[[str], Optional[Path]]) -> Optional[ModelSource]:
     """Look for the component config in the order a pipeline repo, then a model repo, lays it out."""
     if subfolder:
@@ -233,10 +262,9 @@ def _hub_source(repo_id: str, subfolder: Optional[str]) -> ModelSource:
             f"(`hf download {repo_id} {wanted.split(' ')[0]}`), or pass a local folder holding the model's "
             "config.json"
         )
-    try:  # one quick request first: hf_hub_download retries a dead connection for about 25 s per file
-        huggingface_hub.utils.get_session().head(huggingface_hub.hf_hub_url(repo_id, "config.json"), timeout=10)
-    except Exception as error:
-        raise unreachable(error) from None
+    error = _quick_request_error(repo_id, "config.json")  # before hf_hub_download's retries
+    if error is not None:
+        raise unreachable(error)
     source = _hub_candidates(repo_id, subfolder, download)
     if source is None:
         raise ModelError(f"{repo_id} on the Hugging Face Hub has no diffusers config (looked for {wanted})")

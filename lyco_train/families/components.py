@@ -273,7 +273,19 @@ def loads_model(load):
     return checked
 
 
-def cannot_load(root: str, error: OSError) -> str:
+def check_reachable(root: str) -> None:
+    """Before loading from a Hub id: one quick look (the local cache, then one request) instead of
+    huggingface_hub's retries per file (about a minute for a pipeline) when there is no connection."""
+    if Path(root).expanduser().exists():
+        return
+    from lyco_lint.meta_model.resolve import hub_unavailable
+
+    why = hub_unavailable(root, "model_index.json")
+    if why is not None:
+        raise ConfigError(cannot_load(root, why))
+
+
+def cannot_load(root: str, error: Exception | str) -> str:
     detail = " ".join(str(error).split())[:400] or type(error).__name__
     if Path(root).expanduser().exists():
         fix = "check that the folder is a complete diffusers pipeline (a download that stopped part way?)"
