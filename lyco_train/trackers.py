@@ -4,7 +4,7 @@
   ``logging_dir`` is relative to ``output_dir``); works offline; needs the ``tensorboard`` package
   (``pip install 'lyco[trackers]'``).
 * ``wandb`` — project ``tracker_project_name``, run ``tracker_run_name``, files under
-  ``output_dir/logging_dir``; offline with ``WANDB_MODE=offline``; needs ``pip install wandb``.
+  ``output_dir/logging_dir``; offline with ``WANDB_MODE=offline``.
 * ``none`` (SimpleTuner's default) — nothing. The other SimpleTuner values (``simpletuner``, ``swanlab``,
   ``comet_ml``, ``custom-tracker``, ``all``) are refused with the choices lyco has.
 
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .config import ConfigError
 
-PACKAGES = {"tensorboard": ("tensorboard", "pip install 'lyco[trackers]' (or pip install tensorboard)"), "wandb": ("wandb", "pip install wandb")}
+PACKAGES = {"tensorboard": ("tensorboard", "pip install 'lyco[trackers]' (or pip install tensorboard)"), "wandb": ("wandb", "pip install 'lyco[trackers]' (or pip install wandb)")}
 
 
 def check_trackers(options) -> None:

@@ -71,5 +71,5 @@ def test_a_tracker_that_is_not_installed_is_an_error_before_any_work(tmp_path, p
     config = write_setup(tmp_path, pipeline, options={**VALIDATION, "report_to": "wandb"})
     assert run(config) == 1
     out = capsys.readouterr().out
-    assert "error: report_to wandb: the wandb package is not installed; pip install wandb, or set \"report_to\": \"none\"" in out
+    assert "error: report_to wandb: the wandb package is not installed; pip install 'lyco[trackers]' (or pip install wandb), or set \"report_to\": \"none\"" in out
     assert not (tmp_path / "output").exists() and not (tmp_path / "cache").exists()  # nothing encoded, nothing written
