@@ -140,8 +140,9 @@ def sample(source: Source, prompts: list, folder: Path, console, say) -> list[Pa
     strengths = {strength if prompt.strength is None else prompt.strength for prompt in prompts}
     modules = f"{sum(source.algos.values())} module(s) ({', '.join(sorted(source.algos))})"
     if dtype == torch.float32 and adapter.tlora is None and len(strengths) == 1:
-        merge_into(adapter.network, strength)
-        say(f"adapter: {modules} of {source.weights} at strength {strength:g}, merged into the float32 weights")
+        (only,) = strengths  # every prompt's: a library's own adapter_strength wins over validation_lycoris_strength
+        merge_into(adapter.network, only)
+        say(f"adapter: {modules} of {source.weights} at strength {only:g}, merged into the float32 weights")
         network, adapter = None, None
     else:
         adapter.network.apply_to()

@@ -110,3 +110,25 @@ def test_a_model_that_cannot_be_loaded_is_one_clear_message(tmp_path, trained, p
     done = lyco("sample", "--model", str(partial), "--weights", str(weights), "--prompt", "x", *FAST)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
     assert f"error: cannot load the model {partial}:" in done.stdout and "a complete diffusers pipeline" in done.stdout
+
+
+def test_a_library_whose_prompts_share_one_strength_renders_at_it_in_float32(tmp_path, pipeline):
+    """Was: in float32 with one strength for every prompt, the adapter was merged at validation_lycoris_strength,
+    so a library's adapter_strength was dropped (and the line said 'strength 1')."""
+    from PIL import Image
+
+    from lyco_train import run
+
+    config = write_setup(tmp_path, pipeline, options={**OPTIONS, "max_train_steps": 4, "learning_rate": 0.05, "checkpoint_step_interval": 0})
+    assert run(config) == 0
+    library = tmp_path / "library.json"
+    library.write_text(json.dumps({"zero": {"prompt": "a red circle", "adapter_strength": 0}}))
+    fp32 = ["--seed", "3", "--dtype", "fp32", *FAST]
+    done = lyco("sample", str(config), "--prompt-library", str(library), "--output", str(tmp_path / "library"), *fp32)
+    assert done.returncode == 0 and "at strength 0, merged into the float32 weights" in done.stdout, done.stdout + done.stderr
+    for strength in ("0", "1"):
+        assert main(["sample", str(config), "--prompt", "a red circle", "--strength", strength, "--output", str(tmp_path / strength), *fp32]) == 0
+    pixels = lambda path: list(Image.open(path).getdata())  # noqa: E731
+    at_zero, at_one = pixels(tmp_path / "0" / "prompt-1-1-32x32.png"), pixels(tmp_path / "1" / "prompt-1-1-32x32.png")
+    assert at_zero != at_one  # the adapter changes the image, so the comparison below can fail
+    assert pixels(tmp_path / "library" / "zero-1-32x32.png") == at_zero
