@@ -79,6 +79,16 @@ def resolve(config: Optional[str], model: Optional[str], weights: Optional[str],
     return source
 
 
+def check_output(folder: Path) -> None:
+    """``--output`` can be written (not a file, not under one, writable), checked before anything loads."""
+    from .plan import check_output_dir
+
+    try:
+        check_output_dir(folder, create=False, name="--output")
+    except ConfigError as error:
+        raise InputError(str(error)) from None
+
+
 def read_weights(source: Source) -> None:
     """The file's header and modules (lyco_lint's reader: no torch); a clear error for what is not an adapter."""
     from lyco_lint.weights.adapter import read_adapter

@@ -91,13 +91,14 @@ def merge(source: Source, output: Path, strength: float, say) -> Path:
     from lyco_lint.atomic import publish_directory
 
     from .families import components
-    from .inference import load_adapter
+    from .inference import check_output, load_adapter
     from .options import torch_dtype
 
     if source.is_tlora:
         raise ConfigError(TLORA_REFUSAL)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InputError(f"--output {output} already exists and is not an empty folder; choose a new folder (lyco merge never overwrites)")
+    check_output(output)
     options, family = source.options, source.family
     dtype = torch_dtype(options.weight_dtype_name)
     cpu = torch.device("cpu")
@@ -149,6 +150,9 @@ def main(config: Optional[str], model: Optional[str], weights: Optional[str], st
     except ConfigError as error:
         say(f"error: {error}")
         return 2 if str(error) == TLORA_REFUSAL else 1
+    except OSError as error:  # writing the folder: a full disk, permissions changed while merging
+        say(f"error: writing {output}: {error}")
+        return 2
     except ModuleNotFoundError as error:
         say(f"error: lyco merge needs the trainer's dependencies ({error.name} is missing): pip install 'lyco[train]'")
         return 2

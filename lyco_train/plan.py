@@ -178,18 +178,19 @@ def prune_checkpoints(output_dir: Path, limit: Optional[int]) -> list[Path]:
 # -- the output folder ---------------------------------------------------------------------------
 
 
-def check_output_dir(output_dir: Path, *, create: bool) -> None:
+def check_output_dir(output_dir: Path, *, create: bool, name: str = "output_dir") -> None:
     """A clear error, before any work, when ``output_dir`` cannot hold the run: a file, or a folder that cannot
     be created or written. ``create`` (a real run) makes the folder and writes a probe file there; without
-    it (``--dry-run``, which writes nothing) permissions are read only."""
+    it (``--dry-run``, which writes nothing; ``lyco sample`` and ``merge``, which create it when they write)
+    permissions are read only. ``name``: the setting the message names."""
     if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"output_dir {output_dir} is a file; point output_dir at a folder (it is created if missing)")
+        raise ConfigError(f"{name} {output_dir} is a file; point {name} at a folder (it is created if missing)")
     existing = next((folder for folder in (output_dir, *output_dir.parents) if folder.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise ConfigError(f"output_dir {output_dir}: {existing} is a file, so the folder cannot be created there")
+        raise ConfigError(f"{name} {output_dir}: {existing} is a file, so the folder cannot be created there")
     if not create:
         if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"output_dir {output_dir} is not writable ({existing} does not allow writing); choose another folder")
+            raise ConfigError(f"{name} {output_dir} is not writable ({existing} does not allow writing); choose another folder")
         return
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +199,7 @@ def check_output_dir(output_dir: Path, *, create: bool) -> None:
     except OSError as error:
         reason = error.strerror or str(error)
         verb = "is not writable" if output_dir.is_dir() else "cannot be created"
-        raise ConfigError(f"output_dir {output_dir} {verb} ({reason}); choose a folder you can write to") from None
+        raise ConfigError(f"{name} {output_dir} {verb} ({reason}); choose a folder you can write to") from None
 
 
 def check_fresh_output(output_dir: Path, resume: Optional[Path]) -> None:

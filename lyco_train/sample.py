@@ -52,7 +52,7 @@ def main(
     """``lyco sample``: 0 written, 1 a config problem, 2 bad input (missing or unfit files, a bad prompt file)."""
     from rich.console import Console
 
-    from .inference import resolve
+    from .inference import check_output, resolve
     from lyco_lint.meta_model.patches import quiet_import_noise
 
     quiet_import_noise()
@@ -64,6 +64,7 @@ def main(
         source.options = overridden(source.options, strength, steps, guidance, seed, width, height, num_images)
         chosen = chosen_prompts(source, prompts, prompt_library)
         folder = Path(output) if output else (source.config.output_dir / "samples" if source.config else Path("samples"))
+        check_output(folder)
         written = sample(source, chosen, folder, console, say)
     except InputError as error:
         say(f"error: {error}")
@@ -71,6 +72,9 @@ def main(
     except ConfigError as error:
         say(f"error: {error}")
         return 1
+    except OSError as error:  # writing the images: a full disk, permissions changed while rendering
+        say(f"error: writing the images: {error}")
+        return 2
     except ModuleNotFoundError as error:
         say(f"error: lyco sample needs the trainer's dependencies ({error.name} is missing): pip install 'lyco[train]'")
         return 2

@@ -132,3 +132,19 @@ def test_a_library_whose_prompts_share_one_strength_renders_at_it_in_float32(tmp
     at_zero, at_one = pixels(tmp_path / "0" / "prompt-1-1-32x32.png"), pixels(tmp_path / "1" / "prompt-1-1-32x32.png")
     assert at_zero != at_one  # the adapter changes the image, so the comparison below can fail
     assert pixels(tmp_path / "library" / "zero-1-32x32.png") == at_zero
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_anything_loads(tmp_path, trained, capsys):
+    """Was: lyco sample rendered everything, then 'internal error: FileExistsError'; lyco merge loaded and merged
+    the whole model first."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["sample", str(trained), "--output", str(a_file), *FAST]) == 2
+    out = capsys.readouterr().out
+    assert f"error: --output {a_file} is a file" in out and "sampling" not in out and "encoding" not in out
+    assert main(["merge", str(trained), "--output", str(a_file / "merged")]) == 2
+    out = capsys.readouterr().out
+    assert f"error: --output {a_file / 'merged'}: {a_file} is a file, so the folder cannot be created there" in out
+    assert "Loading" not in out
+    done = lyco("sample", str(trained), "--output", str(a_file / "under"), *FAST)
+    assert done.returncode == 2 and "is a file" in done.stdout and "internal error" not in done.stderr
