@@ -106,6 +106,10 @@ def prepare_run(config_path: str | os.PathLike, say: Callable[[str], None] = pri
     family = get_family(options.model_family)
     family.check(options)
     quantize.check_precision(options, config.lycoris, sharded=distributed.fsdp_requested() and launch.distributed)
+    if options.dynamo_backend not in (None, "", "no"):
+        from .compile import check_backend
+
+        check_backend(options.dynamo_backend)  # before the caches are built: --dry-run says it too
     alignment = math.lcm(int(options.aspect_bucket_alignment), family.pixel_multiple(options))
     data = plan_data(config, alignment, family.latent_identity(options), family.text_identity(options), lambda text: say(f"warning: {text}"))
     steps = plan_steps(config, data, launch.world_size)

@@ -107,11 +107,13 @@ def test_a_compilation_that_fails_in_a_step_trains_eagerly_with_a_message(tmp_pa
 
 
 def test_a_backend_torch_does_not_have_is_one_clear_error(tmp_path, pipeline, capsys):
+    """Was: --dry-run passed, and the run refused the backend only after building the caches."""
     config = write_setup(tmp_path, pipeline, options={"dynamo_backend": "onnxrt", "max_train_steps": 1})
-    assert run(config) == 1
-    out = capsys.readouterr().out
-    assert "error: dynamo_backend 'onnxrt': this torch" in out and "has no such backend; choose one of" in out and "inductor" in out
-    assert "Traceback" not in out
+    for dry_run in (True, False):
+        assert run(config, dry_run=dry_run) == 1
+        out = capsys.readouterr().out
+        assert "error: dynamo_backend 'onnxrt': this torch" in out and "has no such backend; choose one of" in out and "inductor" in out
+        assert "Traceback" not in out and "caches:" not in out
 
 
 def test_regional_compilation_of_a_model_without_repeated_blocks_is_refused():
