@@ -157,6 +157,90 @@ def test_lyc103_map_entry_with_its_own_alpha(lint):
     assert "alpha 4 has no effect" in findings[0]["message"] and "√dim ≈ 4" in findings[0]["message"]
 
 
+def lycoris_scales(cfg):
+    """{layer name: scale} of the network real lycoris-lora builds for ``cfg`` the way SimpleTuner calls it
+    (apply_preset, then create_lycoris(model, multiplier, linear_dim, linear_alpha, **rest)) on a model with a
+    ResnetBlock2D (a 3x3 convolution and a Linear, 320 channels) and an Attention block (a Linear)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("lycoris")
+    import logging
+
+    from torch import nn
+    from lycoris import LycorisNetwork, create_lycoris
+
+    from lyco_lint.knowledge.lycoris import default_preset_state
+
+    class ResnetBlock2D(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(320, 320, 3, padding=1)
+            self.lin = nn.Linear(320, 320)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.to_q = nn.Linear(320, 320)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.res, self.attn = ResnetBlock2D(), Attention()
+
+    cfg = dict(cfg)
+    logging.getLogger("LyCORIS").setLevel(logging.CRITICAL)
+    LycorisNetwork.apply_preset(cfg.pop("apply_preset"))
+    try:
+        network = create_lycoris(Model(), cfg.pop("multiplier"), cfg.pop("linear_dim"), cfg.pop("linear_alpha"), **cfg)
+        return {module.lora_name.removeprefix("lycoris_"): float(module.scale) for module in network.loras}
+    finally:
+        for attribute, value in default_preset_state().items():
+            setattr(LycorisNetwork, attribute, value)
+
+
+def test_lyc103_offers_no_fix_when_linear_alpha_also_scales_decomposed_convolutions(lint):
+    # create_lycoris: conv_alpha = conv_alpha or linear_alpha; a 3x3 conv gets conv_dim 8 (decomposed for 320
+    # channels split by 16: w2 is 20x20, full only from dim 10)
+    cfg = config(algo="lokr", linear_dim=10000, linear_alpha=1, conv_dim=8, factor=16,
+                 apply_preset={"target_module": ["ResnetBlock2D", "Attention"]})
+    (finding,) = only(lint(cfg), "LYC103")
+    assert finding.get("fix") is None
+    message = finding["message"]
+    assert "conv_alpha is not written" in message and "conv_dim 8 keeps them decomposed: scale 1/8" in message
+    assert '"conv_alpha": 1' in message and "then write linear_alpha 10000" in message
+    before = lycoris_scales(cfg)
+    assert before == {"res_conv": 0.125, "res_lin": 1.0, "attn_to_q": 1.0}
+    # what the fix used to write: the Linear layers stay at 1, the convolution's scale grows 10000-fold
+    assert lycoris_scales({**cfg, "linear_alpha": 10000})["res_conv"] == 1250.0
+    # what the message says to write keeps every scale, and then LYC103 has nothing to say
+    advised = {**cfg, "conv_alpha": 1, "linear_alpha": 10000}
+    assert lycoris_scales(advised) == before and "LYC103" not in codes(lint(advised))
+
+
+def test_lyc103_offers_no_fix_when_a_map_entry_inherits_linear_alpha(lint):
+    cfg = with_map({"Attention": {"dim": 4}}, algo="lokr", linear_dim=10000, linear_alpha=1, factor=16)
+    cfg["apply_preset"]["target_module"] = ["ResnetBlock2D", "Attention"]
+    (finding,) = only(lint(cfg), "LYC103")
+    assert finding.get("fix") is None
+    assert "the module_algo_map entry 'Attention' (algo lokr, no alpha of its own)" in finding["message"]
+    assert '"alpha": 1 in those map entries' in finding["message"]
+    assert lycoris_scales(cfg)["attn_to_q"] == 1 / 4  # decomposed at dim 4: linear_alpha / dim
+    assert lycoris_scales({**cfg, "linear_alpha": 10000})["attn_to_q"] == 2500.0
+
+
+@pytest.mark.parametrize("changes", [
+    {"conv_dim": 10000},  # the convolutions are full-matrix too
+    {"conv_alpha": 4},  # the convolutions have their own alpha
+    {},  # conv_dim defaults to linear_dim
+])
+def test_lyc103_fix_when_nothing_else_reads_linear_alpha(lint, changes):
+    cfg = config(algo="lokr", linear_dim=10000, linear_alpha=1, factor=16,
+                 apply_preset={"target_module": ["ResnetBlock2D", "Attention"]}, **changes)
+    (finding,) = only(lint(cfg), "LYC103")
+    assert finding["fix"]["applicability"] == "safe" and "has no effect;" in finding["message"]
+    before = lycoris_scales(cfg)
+    assert lycoris_scales({**cfg, "linear_alpha": 10000}) == before
+
+
 # -- LYC104 full-with-bypass -----------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from ..knowledge.lycoris import (
     lokr_is_all_full,
     map_only_options,
     normalize_top_level_algo,
+    preset_state,
     str_bool,
     unknown_algo_hint,
 )
@@ -307,6 +308,46 @@ def _lokr_all_full(scope: Scope) -> bool:
     return scope.algo == "lokr" and lokr_is_all_full(scope.value("dim", 4), scope.value("factor", -1), scope.flag("full_matrix"))
 
 
+def _full_at(scope: Scope, dim: Any) -> bool:
+    return scope.algo == "lokr" and lokr_is_all_full(dim, scope.value("factor", -1), scope.flag("full_matrix"))
+
+
+def _conv_dim(document: Document) -> Any:
+    """The conv_lora_dim LyCORIS builds with: create_lycoris's ``int(conv_dim or linear_dim)`` (linear_dim None is
+    4), and 0 when the preset keeps convolutions off (LycorisNetwork: ``if not ENABLE_CONV: conv_lora_dim = 0``)."""
+    if not preset_state(document.value)["ENABLE_CONV"]:
+        return 0
+    linear_dim = document.value.get("linear_dim")
+    return document.value.get("conv_dim") or (4 if linear_dim is None else linear_dim)
+
+
+def _other_alpha_readers(scope: Scope, document: Document) -> list[str]:
+    """The layers outside full-matrix LoKr that read this scope's alpha (lycoris-lora 4.1.3): a convolution with
+    a kernel larger than 1 gets ``alpha or conv_alpha`` with ``dim or conv_lora_dim``, and create_lycoris's
+    conv_alpha is ``conv_alpha or linear_alpha``; a map entry without its own alpha gets the top-level one."""
+    readers = []
+    conv_dim = _conv_dim(document)
+    if not scope.is_top:
+        dim = scope.own.get("dim") or conv_dim
+        if dim and not _full_at(scope, dim):
+            readers.append(f"this entry's convolution layers (it sets no dim, so they use conv_dim {show(dim)}, which keeps them decomposed)")
+        return readers
+    conv_alpha_is_linear = not document.value.get("conv_alpha")
+    if conv_alpha_is_linear and conv_dim and not _full_at(scope, conv_dim):
+        readers.append(
+            f"the convolution layers (conv_alpha is not written, so create_lycoris gives them linear_alpha, and conv_dim "
+            f"{show(conv_dim)} keeps them decomposed: scale {show(scope.value('alpha'))}/{show(conv_dim)})"
+        )
+    for entry in scopes(document)[1:]:
+        if entry.own.get("alpha") or entry.algo is None:
+            continue  # its own alpha (or an algo LyCORIS does not know: LYC114)
+        linear = not _full_at(entry, entry.value("dim"))
+        conv = conv_alpha_is_linear and bool(entry.own.get("dim") or conv_dim) and not _full_at(entry, entry.own.get("dim") or conv_dim)
+        if linear or conv:
+            readers.append(f"the layers of the {entry.map_name} entry '{entry.key}' (algo {entry.algo}, no alpha of its own)")
+    return readers
+
+
 def _alpha_ignored(scope: Scope) -> bool:
     alpha, dim = scope.value("alpha"), scope.value("dim")
     # Without a written dim (full_matrix lets SimpleTuner omit it) there is no alpha/dim ratio to misread, and
@@ -325,7 +366,10 @@ def _alpha_ignored(scope: Scope) -> bool:
         "both Kronecker blocks as full matrices on every layer and forces alpha to the dim (scale 1). A layer is "
         "full when dim ≥ max(out_k, in_n)/2; with factor 1–3 the largest fused projections (Flux 2: 6144→55296) "
         "can stay decomposed at dim 10000, so lyco says nothing there rather than guess. Nor when `linear_dim` is "
-        "omitted (allowed with full_matrix): SimpleTuner requires linear_alpha, and there is no ratio to misread."
+        "omitted (allowed with full_matrix): SimpleTuner requires linear_alpha, and there is no ratio to misread. "
+        "When the alpha also reaches layers that are not full-matrix (convolutions with their own `conv_dim` and no "
+        "`conv_alpha`: create_lycoris gives them linear_alpha; a map entry without its own `alpha`), the finding "
+        "names them and offers no fix."
     ),
     why=(
         "The config reads as if the update were scaled by linear_alpha / linear_dim (1/10000), but it is scaled "
@@ -334,7 +378,10 @@ def _alpha_ignored(scope: Scope) -> bool:
     ),
     example='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 16}',
     fixed='{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 10000, "factor": 16}',
-    fix="Safe: the ignored alpha is written as the value LyCORIS uses (the dim); training does not change.",
+    fix=(
+        "Safe: the ignored alpha is written as the value LyCORIS uses (the dim); training does not change. Not "
+        "offered when another layer (a decomposed convolution, a map entry) reads the same alpha."
+    ),
 )
 def lokr_alpha_ignored(document: Document) -> Iterator[Hit]:
     for scope in affected_scopes(document, _alpha_ignored, "alpha"):
@@ -344,15 +391,29 @@ def lokr_alpha_ignored(document: Document) -> Iterator[Hit]:
         else:
             reason = f"{scope.source('dim')} with factor {show(scope.value('factor', -1))} keeps every layer's blocks full"
         alpha_name = scope.name("alpha") if scope.sets("alpha") or scope.is_top else "linear_alpha"
-        message = (
-            f"LoKr in full-matrix mode {scope.where} ({reason}): LyCORIS sets alpha to the dim, so the scale is 1 "
-            f"and {alpha_name} {show(alpha)} has no effect; write {show(dim)} to say what happens"
-        )
+        others = _other_alpha_readers(scope, document) if scope.sets("alpha") else []
+        if others:
+            if scope.is_top:
+                pins = [f'"conv_alpha": {show(alpha)}' for other in others if other.startswith("the convolution")][:1]
+                pins += [f'"alpha": {show(alpha)} in those map entries' for other in others if other.startswith("the layers")][:1]
+                advice = f"to say what happens, first give them their own value ({' and '.join(pins)}), then write {alpha_name} {show(dim)}"
+            else:
+                advice = "leave it as it is"
+            message = (
+                f"LoKr in full-matrix mode {scope.where} ({reason}): on those layers LyCORIS sets alpha to the dim, so "
+                f"their scale is 1 and {alpha_name} {show(alpha)} has no effect there; but it still scales "
+                f"{'; and '.join(others)}. Changing {alpha_name} would change their training: {advice}"
+            )
+        else:
+            message = (
+                f"LoKr in full-matrix mode {scope.where} ({reason}): LyCORIS sets alpha to the dim, so the scale is 1 "
+                f"and {alpha_name} {show(alpha)} has no effect; write {show(dim)} to say what happens"
+            )
         if scope.flag("rs_lora") and not scope.is_top and is_number(dim) and dim > 0:
             message += f" (with rs_lora the scale becomes √dim ≈ {dim ** 0.5:.0f}, not 1)"
         pointer, at = scope.blame("alpha", "full_matrix", "dim")
         fix = None
-        if scope.sets("alpha"):
+        if scope.sets("alpha") and not others:
             fix = Fix(f"Write {alpha_name} {show(dim)}", (replace_value(scope.pointer_of("alpha"), dim),))
         yield Hit(pointer, message, at=at, fix=fix)
 
