@@ -152,8 +152,12 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
         documents[key] = Document.read(path, display_path(path), sniff=not named)
         explicit[key] = named
 
-    # A training config brings its LyCORIS config and its dataset config, linted in its context.
-    for training in [d for d in documents.values() if d.kind == TRAINING]:
+    # A training config brings its LyCORIS config and its dataset config, linted in its context. A file two
+    # training configs share is linted in each one's context (in path order, so the order of the arguments
+    # does not matter): the SDXL run it fails is reported even when a Flux run it suits is named last.
+    contexts: dict[Path, list[LintContext]] = {}
+    trainings = sorted((d for d in documents.values() if d.kind == TRAINING), key=lambda d: str(resolved(d.path)))
+    for training in trainings:
         pairs = [(resolve_data_backend_config(training)[0], DATASET)]
         if uses_lycoris(training):
             pairs.append((resolve_lycoris_config(training)[0], LYCORIS))
@@ -164,6 +168,7 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
             paired = documents.get(key) or Document.read(found, display_path(found))
             paired.forced_kind = kind
             paired.context = LintContext(family=model_family(training), training=training)
+            contexts.setdefault(key, []).append(paired.context)
             documents[key] = paired
             explicit[key] = True
 
@@ -172,20 +177,60 @@ def lint_paths(paths: Iterable[str], options: Optional[Options] = None) -> LintR
     for key, document in documents.items():
         if not explicit[key] and not _looks_like_a_config(document):
             continue  # a folder's unrelated JSON file (package.json, tsconfig.json with comments, ...)
-        if document.kind == LYCORIS and document.context.family is None and options.family:
-            document.context.family = options.family.lower()
-        if document.kind == LYCORIS and document.is_object and options.model:
-            document.context.trained_as_built = options.trained_as_built
-            attach_model(document, options.model, built_models)
         result.documents.append(document)
         result.sources[document.display_path] = document.text
-        result.findings.extend(lint_document(document, options))
+        shared = contexts.get(key, [document.context])
+        engine_hits = list(document.engine_hits)  # the hits of one context (LYC210 for its model) stay in it
+        per_context = []
+        for context in shared:
+            document.context, document.engine_hits = context, list(engine_hits)
+            per_context.append(_lint_in_context(document, options, built_models))
+        document.context = shared[0]  # `lyco plan` and the lint gate read the (only) context's model analysis
+        result.findings.extend(per_context[0] if len(shared) == 1 else _merge_contexts(per_context, shared, document.display_path))
     for path, named in weights.values():
         inspection, findings = lint_weights(path, named, options, built_models)
         if inspection is not None:
             result.documents.append(inspection)
             result.findings.extend(findings)
-    result.findings.sort(key=lambda f: (f.file, f.line or 0, f.column or 0, f.tensor or "", f.code))
+    result.findings.sort(key=lambda f: (f.file, f.line or 0, f.column or 0, f.tensor or "", f.code, f.message))
+    return result
+
+
+def _lint_in_context(document: Document, options: Options, built_models: dict) -> list[Finding]:
+    """The findings of ``document`` in its current ``context`` (with --model: against that context's model)."""
+    if document.kind == LYCORIS and document.context.family is None and options.family:
+        document.context.family = options.family.lower()
+    if document.kind == LYCORIS and document.is_object and options.model:
+        document.context.trained_as_built = options.trained_as_built
+        attach_model(document, options.model, built_models)
+    return lint_document(document, options)
+
+
+def _merge_contexts(per_context: list[list[Finding]], contexts: list[LintContext], shared_file: str) -> list[Finding]:
+    """One file's findings in each training config's context, each finding once (same code, place and
+    message). One that not every context gives is about some of the training configs: its message starts with
+    their names (unless it names them already or is in one of them), so a user sees which run it breaks, and
+    one in the shared file offers no fix: an edit that suits one training config changes the file the others
+    read too (renaming the class a Flux run targets to the SDXL one breaks the Flux run)."""
+    merged: dict[tuple, tuple[Finding, list[str]]] = {}
+    for findings, context in zip(per_context, contexts):
+        name = context.training.display_path if context.training is not None else ""
+        for finding in findings:
+            same = (finding.file, finding.line, finding.column, finding.end_line, finding.end_column,
+                    finding.tensor, finding.code, finding.message)
+            _, names = merged.setdefault(same, (finding, []))
+            if name not in names:
+                names.append(name)
+    everyone = len(contexts)
+    result = []
+    for finding, names in merged.values():
+        named = [name for name in names if name and name != finding.file and name not in finding.message]
+        if len(names) < everyone:
+            if finding.file == shared_file:
+                finding = replace(finding, fix=None)
+            if named:
+                finding = replace(finding, message=f"with the training config {' and '.join(named)}: {finding.message}")
+        result.append(finding)
     return result
 
 
