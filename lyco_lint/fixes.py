@@ -5,7 +5,9 @@ value, delete a member) and a safety. :func:`resolve` turns those into spans of 
 as findings have them) when the finding is made; :func:`fixed_files` applies the applicable fixes of a lint
 run to each file's text: only the edited spans change, every other byte of the file stays as it was
 (indentation, key order, line endings, a byte order mark). Fixes that overlap an edit already taken wait for
-the next pass (the CLI lints again after writing, as ruff does). Writes go through :mod:`lyco_lint.atomic`.
+the next pass (the CLI lints again after writing, as ruff does). Two renames that would write the same key into
+one object, or a rename onto a key the object has, are not applied at all: the duplicate key would silently
+lose one of the values. Writes go through :mod:`lyco_lint.atomic`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from .catalog import SAFE, Edit, Fix
+from .catalog import SAFE, TRAINING, Edit, Fix
 from .jsonpos import Span
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +32,10 @@ class FixEdit:
     end_line: int
     end_column: int
     content: str
+    # A key rename: (the object's pointer, the key it writes), and whether that key is already in the object.
+    # apply_fixes refuses two renames to one key, and a rename onto a key that is there (a duplicate key).
+    new_key: Optional[tuple[str, str]] = None
+    onto_existing: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -64,8 +70,31 @@ def resolve(document: "Document", fix: Optional[Fix]) -> Optional[FindingFix]:
         span = _span(document, edit)
         if span is None:
             return None
-        edits.append(FixEdit(span.line, span.column, span.end_line, span.end_column, edit.replacement))
+        new_key, onto_existing = _renamed_key(document, edit) if edit.at == "key" else (None, False)
+        edits.append(FixEdit(span.line, span.column, span.end_line, span.end_column, edit.replacement, new_key, onto_existing))
     return FindingFix(fix.description, fix.safety, tuple(edits))
+
+
+def _renamed_key(document: "Document", edit: Edit) -> tuple[Optional[tuple[str, str]], bool]:
+    """(the object and the key a rename writes, whether that key is already one of the object's), as the reader
+    of the file counts keys: a training config's `k` and `--k` are one (SimpleTuner strips the dashes)."""
+    import json
+
+    parent_pointer = edit.pointer.rsplit("/", 1)[0]
+    parent = document.node_at(parent_pointer) if parent_pointer else document.root
+    member = document.member_at(edit.pointer)
+    try:
+        new = json.loads(edit.replacement)
+    except ValueError:
+        return None, False
+    if parent is None or parent.kind != "object" or member is None or not isinstance(new, str):
+        return None, False
+
+    def identity(key: str) -> str:
+        return key.lstrip("-") if document.kind == TRAINING and parent_pointer == "" else key
+
+    existing = {identity(other.key) for other in parent.members if other is not member}
+    return (parent_pointer, identity(new)), identity(new) in existing and identity(new) != identity(member.key)
 
 
 def _span(document: "Document", edit: Edit) -> Optional[Span]:
@@ -155,10 +184,14 @@ def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
 def apply_fixes(text: str, fixes: Iterable[FindingFix]) -> tuple[str, int]:
     """``text`` with every fix whose edits overlap no edit already taken (a fix is applied whole or not at all),
     and how many fixes were applied."""
+    fixes = list(fixes)
     starts = _offsets(text)
     taken: list[tuple[int, int, str]] = []
     applied = 0
+    colliding = _colliding_renames(fixes)
     for fix in fixes:
+        if any(edit.onto_existing or edit.new_key in colliding for edit in fix.edits):
+            continue  # a duplicate key would lose one of the values: the findings stay reported
         ranges = [(starts[e.line - 1] + e.column - 1, starts[e.end_line - 1] + e.end_column - 1, e.content) for e in fix.edits]
         spans = [(start, end) for start, end, _content in ranges]
         if any(_overlaps(a, (b[0], b[1])) for a in spans for b in taken):
@@ -170,6 +203,16 @@ def apply_fixes(text: str, fixes: Iterable[FindingFix]) -> tuple[str, int]:
     for start, end, content in sorted(taken, key=lambda item: item[0], reverse=True):
         text = text[:start] + content + text[end:]
     return text, applied
+
+
+def _colliding_renames(fixes: list[FindingFix]) -> set[tuple[str, str]]:
+    """The (object, key) pairs that renames of two different keys of one object would both write."""
+    sources: dict[tuple[str, str], set[tuple[int, int]]] = {}
+    for fix in fixes:
+        for edit in fix.edits:
+            if edit.new_key is not None:
+                sources.setdefault(edit.new_key, set()).add((edit.line, edit.column))
+    return {key for key, renamed in sources.items() if len(renamed) > 1}
 
 
 def fixed_files(findings, documents, unsafe: bool = False) -> list[FixedFile]:
@@ -193,6 +236,19 @@ def fixed_files(findings, documents, unsafe: bool = False) -> list[FixedFile]:
 
 def fixable_counts(findings, unsafe: bool) -> tuple[int, int]:
     """(findings with a fix that applies, findings with an unsafe fix that needs --unsafe-fixes)."""
-    applicable = sum(1 for f in findings if getattr(f, "fix", None) is not None and f.fix.applies(unsafe))
-    hidden = sum(1 for f in findings if getattr(f, "fix", None) is not None and not f.fix.applies(unsafe))
+    with_fix = [f for f in findings if getattr(f, "fix", None) is not None]
+
+    def colliding(with_unsafe: bool) -> dict[str, set[tuple[str, str]]]:
+        by_file: dict[str, list[FindingFix]] = {}
+        for finding in with_fix:
+            if finding.fix.applies(with_unsafe):
+                by_file.setdefault(finding.file, []).append(finding.fix)
+        return {file: _colliding_renames(fixes) for file, fixes in by_file.items()}
+
+    def blocked(finding, collisions) -> bool:  # apply_fixes would not take it: it would write a duplicate key
+        return any(edit.onto_existing or edit.new_key in collisions.get(finding.file, ()) for edit in finding.fix.edits)
+
+    now, with_unsafe = colliding(unsafe), colliding(True)
+    applicable = sum(1 for f in with_fix if f.fix.applies(unsafe) and not blocked(f, now))
+    hidden = sum(1 for f in with_fix if not f.fix.applies(unsafe) and not blocked(f, with_unsafe))
     return applicable, hidden

@@ -115,6 +115,57 @@ def test_overlapping_fixes_take_several_passes(tmp_path, capsys):
     assert "LYC002" not in out
 
 
+def test_two_renames_to_one_key_are_not_applied_and_stay_reported(tmp_path, capsys):
+    # renaming both typos would write "linear_dim" twice, and LYC002's safe fix would then delete the user's 16
+    path = tmp_path / "cfg.lycoris.json"
+    text = '{\n  "algo": "lora",\n  "multiplier": 1.0,\n  "linear_alpha": 8,\n  "linear_dimm": 16,\n  "liner_dim": 32\n}\n'
+    path.write_text(text)
+    status, out, _ = run(capsys, "lint", "--fix", "--unsafe-fixes", str(path))
+    assert path.read_text() == text
+    assert status == 1 and out.count("LYC011") == 2 and "All checks passed" not in out
+    assert "fixable" not in out  # nothing is offered that --fix would not apply
+    status, out, _ = run(capsys, "lint", "--diff", "--unsafe-fixes", str(path))
+    assert "+" not in out.replace("+++", "")
+
+
+def test_a_rename_still_applies_when_it_writes_a_key_nothing_else_writes(tmp_path, capsys):
+    path = tmp_path / "cfg.lycoris.json"
+    path.write_text('{"algo": "lora", "multiplier": 1.0, "linear_alpha": 8, "linear_dimm": 16, "rank_dropot": 0.1}')
+    status, out, _ = run(capsys, "lint", "--fix", "--unsafe-fixes", str(path))
+    assert json.loads(path.read_text()) == {"algo": "lora", "multiplier": 1.0, "linear_alpha": 8, "linear_dim": 16, "rank_dropout": 0.1}
+    assert status == 0, out
+
+
+def test_a_dataset_entry_with_two_typos_of_one_key_keeps_both_values(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "multidatabackend.json"
+    text = json.dumps([
+        {"id": "photos", "type": "local", "instance_data_dir": ".", "caption_strategy": "filename", "repeat": 5, "repeatss": 1},
+        {"id": "text-embeds", "dataset_type": "text_embeds", "type": "local", "default": True, "cache_dir": "cache/text"},
+    ])
+    path.write_text(text)
+    status, out, _ = run(capsys, "lint", "--fix", "--unsafe-fixes", str(path))
+    assert path.read_text() == text and out.count("LYC502") == 2 and status == 1
+
+
+def test_apply_fixes_refuses_renames_that_make_a_duplicate_key(tmp_path):
+    from lyco_lint.catalog import Fix, rename_key
+    from lyco_lint.documents import Document
+    from lyco_lint.fixes import resolve
+
+    text = '{"a": 1, "b": 2, "c": 3}'
+    path = tmp_path / "x.lycoris.json"
+    path.write_text(text)
+    document = Document.read(path, str(path))
+
+    def renaming(key, new):
+        return resolve(document, Fix(f"Rename {key}", (rename_key("/" + key, new),)))
+
+    assert apply_fixes(text, [renaming("a", "z"), renaming("b", "z")]) == (text, 0)  # both write "z"
+    assert apply_fixes(text, [renaming("a", "c")]) == (text, 0)  # "c" is there already
+    assert apply_fixes(text, [renaming("a", "z"), renaming("b", "y")]) == ('{"z": 1, "y": 2, "c": 3}', 2)
+
+
 def test_fixes_follow_a_symbolic_link_and_keep_it(tmp_path, capsys):
     target = tmp_path / "real.lycoris.json"
     target.write_text('{"algo": "lora", "multiplier": 1.0, "linear_dim": 16, "linear_alpha": 8, "use_cp": true}')
