@@ -47,6 +47,17 @@ def test_lyc002_an_option_and_its_legacy_name_with_different_values_is_a_warning
     assert only(lint(same, name="config.json"), "LYC002") == []
 
 
+def test_lyc002_applies_to_dataset_configs(lint, tmp_path, monkeypatch):
+    # SimpleTuner reads multidatabackend.json with json.load, which keeps the last "repeats" without a word
+    monkeypatch.chdir(tmp_path)
+    text = ('[{"id": "a", "type": "local", "instance_data_dir": ".", "caption_strategy": "filename", "repeats": 5, '
+            '"repeats": 1},\n {"id": "te", "dataset_type": "text_embeds", "default": true, "type": "local", '
+            '"cache_dir": "cache/text"}]')
+    duplicate = only(lint(text, name="multidatabackend.json"), "LYC002")
+    assert [(f["pointer"], f["line"], f["column"]) for f in duplicate] == [("/0/repeats", 1, text.index('"repeats": 1') + 1)]
+    assert duplicate[0]["fix"]["applicability"] == "safe"
+
+
 def test_lyc003_wrong_root_type(lint):
     findings = lint('[{"algo": "lora"}]')
     assert codes(findings) == ["LYC003"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator, Optional
 
-from ..catalog import ERROR, LYCORIS, SAFE, TRAINING, UNSAFE, WARNING, Fix, Hit, delete_member, engine_rule, rename_key, replace_value, rule
+from ..catalog import DATASET, ERROR, LYCORIS, SAFE, TRAINING, UNSAFE, WARNING, Fix, Hit, delete_member, engine_rule, rename_key, replace_value, rule
 from ..documents import Document, option_name
 from ..jsonpos import Member, join_pointer, to_python, unescape_pointer, walk
 from ..knowledge.lycoris import algo_names, str_bool, tucker_enabled, unknown_algo_hint
@@ -91,9 +91,10 @@ UNREADABLE_FILE = engine_rule(
     "LYC002",
     "duplicate-key",
     ERROR,
-    applies_to=(LYCORIS, TRAINING),
+    applies_to=(LYCORIS, TRAINING, DATASET),
     summary=(
-        "Reports a key that appears twice in one object; in a training config `k` and `--k` count as the same "
+        "Reports a key that appears twice in one object of a LyCORIS, training or dataset config "
+        "(multidatabackend.json); in a training config `k` and `--k` count as the same "
         "key (SimpleTuner strips the dashes). An option and its alias or legacy name (`validation_steps`, "
         "`validation_step_interval`) with different values is a warning: argparse keeps the last."
     ),
