@@ -96,15 +96,26 @@ def lint_command(
         raise _fail(f"cannot read {error.filename}: {error.strerror}")
     if diff:
         sys.stdout.write("".join(change.diff() for change in changes))
+        # the files no diff can cover (unreadable, not JSON, too large) are reported on stderr, so that stdout
+        # stays a diff, and decide the exit status as in a plain lint (2 unreadable, 1 invalid JSON)
+        unfixable = [finding for finding in result.findings if finding.code in _NOT_CHECKED_CODES]
+        if unfixable:
+            from .engine import LintResult
+
+            report(LintResult(findings=unfixable), "text", sys.stderr, quiet=True, color=False)
         fixes = sum(change.fixed for change in changes)
         sys.stderr.write(f"lyco: would fix {fixes} problem{'s' if fixes != 1 else ''} in {len(changes)} file{'s' if len(changes) != 1 else ''}\n" if changes else "lyco: nothing to fix\n")
-        status = 1 if changes else 0
+        status = max(1 if changes else 0, exit_status(unfixable, strict))
     else:
         report(result, output_format, sys.stdout, quiet=quiet)
         status = exit_status(result.findings, strict)
     if model:
         _end(status)
     raise typer.Exit(status)
+
+
+# what the engine reports about a file it could not check at all: unreadable (LYC006), not JSON (LYC001), too large (LYC005)
+_NOT_CHECKED_CODES = frozenset({"LYC001", "LYC005", "LYC006"})
 
 
 @app.command("plan")
@@ -115,8 +126,6 @@ def plan_command(
     output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
 ) -> None:
     """Show what a LyCORIS config trains on the real model: layers, settings, parameters and memory."""
-    import json
-
     from pathlib import Path
 
     from .documents import LYCORIS, TRAINING, Document
@@ -137,7 +146,7 @@ def plan_command(
         if kind != TRAINING:
             raise _fail("a bare LyCORIS config needs --model (a diffusers folder or a hub id)")
         model = "auto"
-    result = lint_paths([config], Options(family=family, model=model, select=["LYC001", "LYC003", "LYC21"]))
+    result = lint_paths([config], Options(family=family, model=model, select=["LYC001", "LYC003", "LYC017", "LYC21"]))
     problems = [finding for finding in result.findings if finding.severity.value == "error"]
     analysed = [document for document in result.documents if document.context.model is not None]
     if problems or not analysed:
@@ -150,7 +159,9 @@ def plan_command(
 
     analysis = analysed[0].context.model
     if output_format == "json":
-        sys.stdout.write(json.dumps(plan_as_dict(analysis), indent=2) + "\n")
+        from .reporters import json_text
+
+        sys.stdout.write(json_text(plan_as_dict(analysis)))
     else:
         from rich.console import Console
 
@@ -167,8 +178,6 @@ def inspect_command(
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
 ) -> None:
     """Show what an adapter file holds, whether it is healthy, whether it fits the model, and where it loads."""
-    import json
-
     from pathlib import Path
 
     from .engine import WEIGHTS_SUFFIXES, Options, exit_status, lint_paths
@@ -190,7 +199,9 @@ def inspect_command(
     if output_format == "json" and hasattr(inspection, "adapter"):
         from .inspect import inspect_as_dict
 
-        sys.stdout.write(json.dumps(inspect_as_dict(inspection, result.findings), indent=2, ensure_ascii=False) + "\n")
+        from .reporters import json_text
+
+        sys.stdout.write(json_text(inspect_as_dict(inspection, result.findings)))
     elif output_format == "text" and hasattr(inspection, "adapter"):
         from rich.console import Console
 

@@ -82,6 +82,10 @@ DATASET_MARKERS = frozenset(
 BACKEND_TYPES = frozenset({"local", "aws", "csv", "huggingface", "webshart", "memory"})
 DATASET_FILE_NAME = "multidatabackend"
 
+# Keys transformers' and diffusers' save_pretrained write into a model's config.json (a text encoder's
+# `model_type` would otherwise read as a training key): such a file describes a model, it is no config of ours.
+MODEL_CONFIG_MARKERS = frozenset({"architectures", "transformers_version", "_class_name", "_diffusers_version"})
+
 # Before parsing a file found by walking a folder: does its text name any key of a config lyco knows?
 _MARKER_KEY = re.compile(
     r'"(?:--)?(?:%s)"\s*:' % "|".join(sorted(LYCORIS_MARKERS | TRAINING_MARKERS | DATASET_MARKERS | {"id"}))
@@ -174,6 +178,8 @@ class Document:
             return document
         parsed = cls.from_text(path, display_path, text)
         parsed.has_bom = document.has_bom
+        # a model's config.json inside a pipeline folder: skipped like any other unrelated JSON in a walk
+        parsed.skipped = sniff and parsed.is_model_config
         return parsed
 
     @classmethod
@@ -196,6 +202,11 @@ class Document:
         return self.root is not None and self.root.kind == "object"
 
     @property
+    def is_model_config(self) -> bool:
+        """A transformers or diffusers model config (``architectures``, ``_class_name``, ...), not a training config."""
+        return self.is_object and any(member.key in MODEL_CONFIG_MARKERS for member in self.root.members)
+
+    @property
     def kind(self) -> str:
         return self.forced_kind or self._content_kind
 
@@ -208,6 +219,8 @@ class Document:
             return DATASET if _is_dataset_array(self.root) or DATASET_FILE_NAME in self.path.name.lower() else UNKNOWN
         if not self.is_object:
             return DATASET if DATASET_FILE_NAME in self.path.name.lower() else UNKNOWN
+        if self.is_model_config:
+            return UNKNOWN
         keys = {option_name(member.key) for member in self.root.members}
         if keys & TRAINING_MARKERS:
             return TRAINING

@@ -17,6 +17,7 @@ from .weights.inspection import Inspection
 
 _BLOCK = re.compile(r"^(.*?)_\d+_")
 _GROUP_SETTINGS = ("algo", "rank", "factor", "alpha", "scale", "full_matrix", "dora")
+LINE_LIMIT = 10_000  # characters of one summary line (a metadata line of many keys is long, but not endless)
 
 
 def _number(value: Optional[float]) -> Optional[float]:
@@ -178,7 +179,11 @@ def render_inspection(inspection: Inspection, console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    say = lambda text, style=None: console.print(Text(text, style=style))  # noqa: E731 - no markup from file data
+    from .reporters import printable
+
+    # no markup from file data, and its text escaped: metadata, names and paths may hold control characters or
+    # lone surrogates (a JSON "\udc00" in the header), which a terminal would act on or UTF-8 cannot encode
+    say = lambda text, style=None: console.print(Text(printable(text, LINE_LIMIT), style=style))  # noqa: E731
     header, adapter = inspection.header, inspection.adapter
     if header is None or adapter is None:
         return
@@ -203,7 +208,7 @@ def render_inspection(inspection: Inspection, console) -> None:
     for group in groups(inspection):
         algo = (group["algo"] or "unknown") + ("+DoRA" if group["dora"] else "")
         table.add_row(
-            group["where"], str(group["modules"]), algo, "full" if group["full_matrix"] else table_cell(group["rank"]),
+            printable(group["where"]), str(group["modules"]), algo, "full" if group["full_matrix"] else table_cell(group["rank"]),
             table_cell(group["factor"]), table_cell(group["alpha"]), table_cell(group["scale"]), human_count(group["params"]),
         )
     table.add_section()

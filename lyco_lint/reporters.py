@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Callable, TextIO
+from urllib.parse import quote
 
 from . import __version__
 from .engine import Finding, LintResult
@@ -45,10 +49,22 @@ def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 def json_text(value) -> str:
-    """The whole JSON document as one string (written at once: never half a document), with lone surrogates
-    as \\uXXXX escapes, which is what they are in JSON, so that UTF-8 output can carry them."""
-    text = json.dumps(value, indent=2, ensure_ascii=False)
+    """The whole JSON document as one string (written at once: never half a document): NaN and infinities,
+    which JSON has no words for, as null, and lone surrogates as \\uXXXX escapes, which is what they are in
+    JSON, so that UTF-8 output can carry them."""
+    text = json.dumps(_finite(value), indent=2, ensure_ascii=False, allow_nan=False)
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
+def _finite(value):
+    """``value`` with every non-finite float (an adapter's NaN alpha, a config's Infinity) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 # -- text -----------------------------------------------------------------------------------------
@@ -224,6 +240,21 @@ def sarif_log(result: LintResult) -> dict:
     }
 
 
+def artifact_uri(file: str) -> str:
+    """A finding's file as a SARIF artifact URI (RFC 3986): a relative path percent-encoded with its slashes
+    kept (``sp ace/x#1.json`` -> ``sp%20ace/x%231.json``), an absolute one as a ``file:`` URI."""
+    path, posix = Path(file), file.replace("\\", "/")
+    try:
+        if path.is_absolute():
+            return path.as_uri()
+        raw = os.fsencode(posix)
+    except UnicodeEncodeError:  # a lone surrogate no file system encoding maps to a byte
+        raw = posix.encode("utf-8", "surrogatepass")
+        if path.is_absolute():
+            return "file://" + ("" if posix.startswith("/") else "/") + quote(raw, safe="/:")
+    return quote(raw, safe="/")
+
+
 def _sarif_fixes(finding: Finding) -> dict:
     """SARIF's `fixes`: the finding's edits as replacements of regions of its file."""
     if finding.fix is None:
@@ -235,13 +266,13 @@ def _sarif_fixes(finding: Finding) -> dict:
         }
         for e in finding.fix.edits
     ]
-    change = {"artifactLocation": {"uri": finding.file.replace("\\", "/")}, "replacements": replacements}
+    change = {"artifactLocation": {"uri": artifact_uri(finding.file)}, "replacements": replacements}
     return {"fixes": [{"description": {"text": f"{finding.fix.description} ({finding.fix.safety})"}, "artifactChanges": [change]}]}
 
 
 def _sarif_location(finding: Finding) -> dict:
     """A region for a config; for a weights file the artifact alone, and the tensor key as a logical location."""
-    physical: dict = {"artifactLocation": {"uri": finding.file.replace("\\", "/")}}
+    physical: dict = {"artifactLocation": {"uri": artifact_uri(finding.file)}}
     if finding.line is None:
         logical = {"fullyQualifiedName": finding.tensor or "/", "kind": "member" if finding.tensor else "module"}
         return {"physicalLocation": physical, "logicalLocations": [logical]}

@@ -98,6 +98,17 @@ def test_plan_statuses(tmp_path, model):
     assert lyco("plan", str(tmp_path / "nope.json")).returncode == 2
 
 
+def test_plan_refuses_a_non_finite_number(tmp_path, model):
+    """Defect: plan did not run LYC017, so "linear_alpha": NaN exited 0 and `--format json` wrote `"alpha": NaN`
+    (not JSON). Like invalid JSON, it is refused with the finding on stderr."""
+    config = tmp_path / "nan.lycoris.json"
+    config.write_text('{"algo": "lora", "multiplier": 1.0, "linear_dim": 4, "linear_alpha": NaN, '
+                      '"apply_preset": {"target_module": ["Flux2Attention"]}}')
+    done = lyco("plan", "--family", "flux2", "--model", model, "--format", "json", str(config))
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert "nan.lycoris.json:1:70: LYC017 'linear_alpha': NaN is not a finite number" in done.stderr, done.stderr
+
+
 def test_train_dry_run_on_a_bad_config_exits_1(tmp_path):
     config = write(tmp_path, "config.json", {"model_type": "lora", "model_family": "flux2", "lora_typ": "lycoris"})
     done = lyco("train", config, "--dry-run")

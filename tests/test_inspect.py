@@ -415,3 +415,52 @@ def test_the_in_process_entry_point_matches(adapters, capsys):
     assert main(["inspect", "--format", "json", str(adapters[("sdxl", "lokr")])]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["family"]["name"] == "sdxl" and facts["comfyui"]["loaded_modules"] == len(facts["modules"])
+
+
+# -- review B: machine output that is not JSON, metadata that crashed the summary ----------------------------------
+
+
+def raw_lokr_file(path: Path, *, alpha: float = 1.0, metadata: dict | None = None, header_text=None) -> Path:
+    """A one-module LoKr written byte by byte, as safetensors lays it out (so a header can hold what
+    safetensors' own writer refuses: a lone surrogate)."""
+    import struct
+
+    module = "lycoris_transformer_blocks_0_attn_to_q"
+    tensors = {f"{module}.alpha": ([], [alpha]), f"{module}.lokr_w1": ([4, 4], [0.1] * 16), f"{module}.lokr_w2": ([8, 8], [0.01] * 64)}
+    header, data = {}, b""
+    for key, (shape, values) in tensors.items():
+        raw = struct.pack(f"<{len(values)}f", *values)
+        header[key] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    header["__metadata__"] = metadata or {"model_family": "flux"}
+    text = json.dumps(header)  # ensure_ascii: a lone surrogate is written as the escape \udc00
+    path.write_bytes(struct.pack("<Q", len(text)) + text.encode("ascii") + data)
+    return path
+
+
+def strict_json(text: str):
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
+
+
+def test_inspect_json_of_a_nan_alpha_is_json(tmp_path):
+    """Defect: `lyco inspect --format json` of a LoKr with a NaN alpha wrote `"alpha": NaN` (no JSON parser but
+    Python's reads it). Non-finite numbers are null; the finding still says what is wrong."""
+    path = raw_lokr_file(tmp_path / "nanalpha.safetensors", alpha=math.nan)
+    done = lyco("inspect", "--format", "json", str(path))
+    assert done.returncode == 1 and "internal error" not in done.stderr, done.stderr
+    facts = strict_json(done.stdout)
+    assert facts["modules"][0]["alpha"] is None and facts["groups"][0]["alpha"] is None
+    assert "LYC602" in {finding["code"] for finding in facts["findings"]}
+
+
+def test_inspect_escapes_a_lone_surrogate_in_the_metadata(tmp_path):
+    """Defect: metadata {"note": "\\udc00x"} ended `lyco inspect` (text and json) in "internal error:
+    UnicodeEncodeError ... surrogates not allowed"."""
+    path = raw_lokr_file(tmp_path / "sur.safetensors", metadata={"model_family": "flux", "note": "\udc00x\x1b[31m"})
+    done = lyco("inspect", str(path))
+    assert done.returncode == 0 and "internal error" not in done.stderr, done.stderr
+    assert "note=\\udc00x\\x1b[31m" in done.stdout and "\x1b" not in done.stdout
+    done = lyco("inspect", "--format", "json", str(path))
+    assert done.returncode == 0 and "internal error" not in done.stderr, done.stderr
+    assert strict_json(done.stdout)["metadata"]["other"]["note"] == "\udc00x\x1b[31m"
+    done.stdout.encode("ascii")

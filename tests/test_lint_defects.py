@@ -282,3 +282,106 @@ def test_thousands_of_unknown_keys_stay_linear(tmp_path, kind):
     start = time.process_time()
     findings = lint_paths([str(path)]).findings
     assert time.process_time() - start < 2.0 and len(findings) > 1000
+
+
+# -- review B: model configs in a walk, --diff on files it cannot diff, SARIF URIs, machine output ---------------
+
+LYCO_SCRIPT = Path(sys.executable).with_name("lyco")
+LYCO = str(LYCO_SCRIPT) if LYCO_SCRIPT.exists() else shutil.which("lyco")
+needs_script = pytest.mark.skipif(LYCO is None, reason="the lyco console script is not installed")
+
+CLIP_TEXT_CONFIG = {  # what transformers' CLIPTextModel.save_pretrained writes (its model_type is no training key)
+    "_name_or_path": "openai/clip-vit-large-patch14", "architectures": ["CLIPTextModel"], "hidden_size": 768,
+    "model_type": "clip_text_model", "num_hidden_layers": 12, "torch_dtype": "bfloat16",
+    "transformers_version": "4.44.0", "vocab_size": 49408,
+}
+
+
+# a duplicate key: `--fix` deletes the earlier one (a safe fix)
+FIXABLE = '{\n  "algo": "lokr",\n  "algo": "lora",\n  "multiplier": 1.0,\n  "linear_dim": 16,\n  "linear_alpha": 8\n}\n'
+
+
+def lyco_script(*argv, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([LYCO, *argv], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@needs_script
+def test_a_folder_walk_skips_transformers_and_diffusers_model_configs(tmp_path):
+    """Defect: every transformers config.json has a `model_type`, so a walk over a pipeline folder linted the text
+    encoder's config as a SimpleTuner training config (13 LYC310 errors, exit 1)."""
+    models = tmp_path / "proj" / "models"
+    (models / "text_encoder").mkdir(parents=True)
+    (models / "text_encoder" / "config.json").write_text(json.dumps(CLIP_TEXT_CONFIG, indent=2))
+    (models / "transformer").mkdir()
+    (models / "transformer" / "config.json").write_text(json.dumps(
+        {"_class_name": "FluxTransformer2DModel", "_diffusers_version": "0.42.1", "num_layers": 1}))
+    (tmp_path / "proj" / "lycoris.json").write_text(json.dumps(VALID_LYCORIS))
+    done = lyco_script("lint", "proj", cwd=tmp_path)
+    assert done.returncode == 0 and "LYC310" not in done.stdout and "All checks passed (1 file)." in done.stdout, done.stdout
+    # named on the command line it gets a verdict: one "not a config lyco knows", not 13 unknown training options
+    done = lyco_script("lint", "--format", "json", "proj/models/text_encoder/config.json", cwd=tmp_path)
+    assert done.returncode == 0 and codes(json.loads(done.stdout)) == ["LYC004"], done.stdout
+    # a training config is still one, and a broken config.json in a walk is still reported
+    (models / "config.json").write_text(json.dumps(dict(TRAINING, vocab_sise=1)))
+    (models / "text_encoder" / "config.json").write_text('{"architectures": ["CLIPTextModel"],')
+    done = lyco_script("lint", "--format", "json", "proj", cwd=tmp_path)
+    found = {(finding["file"], finding["code"]) for finding in json.loads(done.stdout)}
+    assert ("proj/models/config.json", "LYC310") in found and ("proj/models/text_encoder/config.json", "LYC001") in found
+
+
+@needs_script
+def test_diff_reports_the_files_it_cannot_diff_and_exits_as_lint_does(tmp_path):
+    """Defect: `lyco lint --diff` said "nothing to fix" and exited 0 for invalid JSON (lint: 1) and /dev/null
+    (lint: 2). They are reported on stderr, so that stdout stays a diff."""
+    (tmp_path / "broken.lycoris.json").write_text('{"algo": "lora",')
+    (tmp_path / "fixable.lycoris.json").write_text(FIXABLE)
+    done = lyco_script("lint", "--diff", "broken.lycoris.json", cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    assert "broken.lycoris.json:1:17: LYC001 [error]" in done.stderr
+    unreadable = lyco_script("lint", "--diff", "/dev/null", cwd=tmp_path)
+    assert unreadable.returncode == 2 and "/dev/null:1:1: LYC006 [error]" in unreadable.stderr
+    assert unreadable.returncode == lyco_script("lint", "/dev/null").returncode
+    both = lyco_script("lint", "--diff", "broken.lycoris.json", "fixable.lycoris.json", cwd=tmp_path)
+    assert both.returncode == 1 and both.stdout.startswith("--- fixable.lycoris.json") and "LYC001" not in both.stdout
+    assert "LYC001" in both.stderr and "would fix 1 problem in 1 file" in both.stderr
+    assert lyco_script("lint", "--diff", "/dev/null", "fixable.lycoris.json", cwd=tmp_path).returncode == 2
+    clean = tmp_path / "clean.lycoris.json"
+    clean.write_text(json.dumps(VALID_LYCORIS))
+    done = lyco_script("lint", "--diff", str(clean))
+    assert done.returncode == 0 and done.stderr == "lyco: nothing to fix\n"
+
+
+def sarif_uris(log: dict) -> list[str]:
+    results = log["runs"][0]["results"]
+    located = [result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for result in results]
+    fixed = [change["artifactLocation"]["uri"] for result in results for fix in result.get("fixes", []) for change in fix["artifactChanges"]]
+    return located + fixed
+
+
+@needs_script
+def test_sarif_artifact_uris_are_uris(tmp_path):
+    """Defect: SARIF's artifactLocation.uri was the raw path: "sp ace/x#1.lycoris.json" is no URI (the space is
+    invalid, and "#1..." would be read as a fragment)."""
+    from urllib.parse import unquote, urlsplit
+
+    folder = tmp_path / "sp ace"
+    folder.mkdir()
+    (folder / "x#1.lycoris.json").write_text(FIXABLE)  # a finding with a fix: its artifactChanges have URIs too
+    done = lyco_script("lint", "--format", "sarif", "sp ace", cwd=tmp_path)
+    uris = sarif_uris(json.loads(done.stdout))
+    assert len(uris) == 2 and set(uris) == {"sp%20ace/x%231.lycoris.json"}, uris  # the location and the fix
+    assert unquote(uris[0]) == "sp ace/x#1.lycoris.json" and urlsplit(uris[0]).fragment == ""
+    (tmp_path / "elsewhere").mkdir()
+    outside = lyco_script("lint", "--format", "sarif", str(folder / "x#1.lycoris.json"), cwd=tmp_path / "elsewhere")
+    uris = sarif_uris(json.loads(outside.stdout))
+    assert set(uris) == {(folder / "x#1.lycoris.json").resolve().as_uri()} and uris[0].startswith("file:///"), uris
+    assert " " not in uris[0] and "#" not in uris[0]
+
+
+def test_machine_output_writes_non_finite_numbers_as_null():
+    from lyco_lint.reporters import json_text
+
+    text = json_text({"alpha": float("nan"), "scales": [float("inf"), -float("inf"), 0.5], "note": "\udc00x"})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON output")) == {
+        "alpha": None, "scales": [None, None, 0.5], "note": "\udc00x"}
+    text.encode("utf-8")  # lone surrogates escaped: UTF-8 output carries them
