@@ -27,10 +27,17 @@ DEFAULT_BUDGET = 8 * 2**30  # when the machine's memory cannot be read
 
 
 def default_budget() -> int:
+    """This process's share: every process on the machine keeps its own copies (each reads the whole global
+    micro-batch), so the quarter of the machine's memory is split between the processes it runs
+    (``LOCAL_WORLD_SIZE``, set by accelerate launch and torchrun)."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * MEMORY_SHARE)
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes = 1
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * MEMORY_SHARE) // processes
     except (ValueError, OSError, AttributeError):
-        return DEFAULT_BUDGET
+        return DEFAULT_BUDGET // processes
 
 
 class Reader:

@@ -2,6 +2,8 @@
 (repeats and caption dropout included), the next step's files are read while the step computes, a small
 memory budget keeps fewer files without changing what trains."""
 
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -69,3 +71,15 @@ def test_a_small_budget_keeps_fewer_files_and_trains_the_same(tmp_path, pipeline
     small = runs["tiny-budget"][1]
     wait(small)
     assert small.kept_bytes <= 1 and not small.kept and max(small.reads.values()) > 1  # nothing fits: files are read again
+
+
+def test_the_processes_on_one_machine_share_the_memory_budget(monkeypatch):
+    """Was: each of N processes kept up to a quarter of the machine's memory (N quarters in all), though each
+    keeps the same files (every process reads the whole global micro-batch)."""
+    from lyco_train.prefetch import default_budget
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    alone = default_budget()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert default_budget() == alone // 8
+    assert alone == int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.25)
