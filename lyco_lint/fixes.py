@@ -234,8 +234,10 @@ def fixed_files(findings, documents, unsafe: bool = False) -> list[FixedFile]:
     return changed
 
 
-def fixable_counts(findings, unsafe: bool) -> tuple[int, int]:
-    """(findings with a fix that applies, findings with an unsafe fix that needs --unsafe-fixes)."""
+def blocked_fixes(findings, unsafe: bool) -> set[int]:
+    """The ids of the findings whose fix ``apply_fixes`` would not take (it would write a duplicate key), with
+    the fixes that apply at this level (``unsafe``: --unsafe-fixes) applied together; a fix that needs
+    --unsafe-fixes is judged with every fix applied."""
     with_fix = [f for f in findings if getattr(f, "fix", None) is not None]
 
     def colliding(with_unsafe: bool) -> dict[str, set[tuple[str, str]]]:
@@ -245,10 +247,18 @@ def fixable_counts(findings, unsafe: bool) -> tuple[int, int]:
                 by_file.setdefault(finding.file, []).append(finding.fix)
         return {file: _colliding_renames(fixes) for file, fixes in by_file.items()}
 
-    def blocked(finding, collisions) -> bool:  # apply_fixes would not take it: it would write a duplicate key
-        return any(edit.onto_existing or edit.new_key in collisions.get(finding.file, ()) for edit in finding.fix.edits)
-
     now, with_unsafe = colliding(unsafe), colliding(True)
-    applicable = sum(1 for f in with_fix if f.fix.applies(unsafe) and not blocked(f, now))
-    hidden = sum(1 for f in with_fix if not f.fix.applies(unsafe) and not blocked(f, with_unsafe))
-    return applicable, hidden
+    blocked = set()
+    for finding in with_fix:
+        collisions = (now if finding.fix.applies(unsafe) else with_unsafe).get(finding.file, ())
+        if any(edit.onto_existing or edit.new_key in collisions for edit in finding.fix.edits):
+            blocked.add(id(finding))
+    return blocked
+
+
+def fixable_counts(findings, unsafe: bool) -> tuple[int, int]:
+    """(findings with a fix that applies, findings with an unsafe fix that needs --unsafe-fixes)."""
+    blocked = blocked_fixes(findings, unsafe)
+    usable = [f for f in findings if getattr(f, "fix", None) is not None and id(f) not in blocked]
+    applicable = sum(1 for f in usable if f.fix.applies(unsafe))
+    return applicable, len(usable) - applicable

@@ -97,9 +97,19 @@ def _fix_hint(result: LintResult) -> str:
     return hint
 
 
-def _mark(finding: Finding, result: LintResult) -> str:
-    """`[*] ` for a finding `lyco lint --fix` would fix (with --unsafe-fixes, unsafe fixes count too)."""
-    return "[*] " if finding.fix is not None and finding.fix.applies(result.unsafe_fixes) else ""
+def _blocked(result: LintResult) -> set[int]:
+    if not any(finding.fix is not None for finding in result.findings):
+        return set()
+    from .fixes import blocked_fixes
+
+    return blocked_fixes(result.findings, result.unsafe_fixes)
+
+
+def _mark(finding: Finding, result: LintResult, blocked: set[int]) -> str:
+    """`[*] ` for a finding `lyco lint --fix` would fix (with --unsafe-fixes, unsafe fixes count too; not one
+    whose fix would write a duplicate key: ``fixes.blocked_fixes``)."""
+    usable = finding.fix is not None and id(finding) not in blocked
+    return "[*] " if usable and finding.fix.applies(result.unsafe_fixes) else ""
 
 
 def _where(finding: Finding) -> str:
@@ -121,8 +131,9 @@ def _text(result: LintResult, stream: TextIO, quiet: bool, color: bool | None) -
     if terminal:
         _rich_text(result, stream, quiet, color)
         return
+    blocked = _blocked(result)
     for finding in result.findings:
-        stream.write(_headline(finding, _mark(finding, result)) + "\n")
+        stream.write(_headline(finding, _mark(finding, result, blocked)) + "\n")
     if not quiet:
         stream.write(_summary(result) + "\n")
 
@@ -135,6 +146,7 @@ def _rich_text(result: LintResult, stream: TextIO, quiet: bool, color: bool | No
     from rich.text import Text
 
     console = Console(file=stream, force_terminal=True if color else None, highlight=False, soft_wrap=True)
+    blocked = _blocked(result)
     current_file = None
     for finding in result.findings:
         if finding.file != current_file:
@@ -146,7 +158,7 @@ def _rich_text(result: LintResult, stream: TextIO, quiet: bool, color: bool | No
             line.append(where, style="dim")
             line.append(" ")
         line.append(finding.code, style=_STYLES[finding.severity.value])
-        if _mark(finding, result):
+        if _mark(finding, result, blocked):
             line.append(" [*]", style="bold")
         line.append(f" [{finding.severity.value}] ", style=_STYLES[finding.severity.value])
         line.append(printable(finding.message))

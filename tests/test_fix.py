@@ -124,6 +124,8 @@ def test_two_renames_to_one_key_are_not_applied_and_stay_reported(tmp_path, caps
     assert path.read_text() == text
     assert status == 1 and out.count("LYC011") == 2 and "All checks passed" not in out
     assert "fixable" not in out  # nothing is offered that --fix would not apply
+    status, out, _ = run(capsys, "lint", "--unsafe-fixes", str(path))
+    assert out.count("LYC011") == 2 and "[*]" not in out  # nor marked as fixable
     status, out, _ = run(capsys, "lint", "--diff", "--unsafe-fixes", str(path))
     assert "+" not in out.replace("+++", "")
 
