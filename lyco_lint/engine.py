@@ -405,7 +405,7 @@ def lint_document(document: Document, options: Optional[Options] = None) -> list
     elif not document.is_object:
         hits.append((WRONG_ROOT_TYPE, Hit("", _root_message(document), at="whole")))
     elif document.kind == UNKNOWN:
-        hits.append((UNRECOGNIZED_FILE, Hit("", _unknown_message(), at="whole")))
+        hits.append((UNRECOGNIZED_FILE, Hit("", _unknown_message(document), at="whole")))
     else:
         hits.extend(document.engine_hits)
         with suggestion_budget(SUGGESTIONS_PER_FILE):
@@ -446,7 +446,12 @@ def _root_message(document: Document) -> str:
     )
 
 
-def _unknown_message() -> str:
+def _unknown_message(document: Document) -> str:
+    if document.is_model_config:
+        return (
+            "a transformers or diffusers model config (it has 'architectures', '_class_name' or their versions), not a "
+            "config lyco lints: lyco reads the model with `lyco lint --model` or `lyco plan --model`"
+        )
     return (
         "not a config lyco knows: expected a LyCORIS config (with 'algo' or 'apply_preset') or a SimpleTuner "
         "training config (with 'model_type', 'model_family', 'lora_type', ...)"

@@ -321,6 +321,7 @@ def test_a_folder_walk_skips_transformers_and_diffusers_model_configs(tmp_path):
     # named on the command line it gets a verdict: one "not a config lyco knows", not 13 unknown training options
     done = lyco_script("lint", "--format", "json", "proj/models/text_encoder/config.json", cwd=tmp_path)
     assert done.returncode == 0 and codes(json.loads(done.stdout)) == ["LYC004"], done.stdout
+    assert json.loads(done.stdout)[0]["message"].startswith("a transformers or diffusers model config")  # not "expected ... 'model_type'"
     # a training config is still one, and a broken config.json in a walk is still reported
     (models / "config.json").write_text(json.dumps(dict(TRAINING, vocab_sise=1)))
     (models / "text_encoder" / "config.json").write_text('{"architectures": ["CLIPTextModel"],')
