@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .config import ConfigError, TrainConfig, load_config
 from .families import FAMILIES, components, get_family
@@ -77,6 +77,26 @@ def resolve(config: Optional[str], model: Optional[str], weights: Optional[str],
     if dtype is not None:
         source.options = replace(source.options, mixed_precision="no" if dtype == "fp32" else "bf16")
     return source
+
+
+def command_status(command: str, writing: str, say, work: Callable[[], Any]) -> tuple[int, Any]:
+    """``lyco sample`` / ``lyco merge``: run ``work`` and turn what it raises into one line and the exit status
+    (0 done, 1 a config problem, 2 bad input, a failed write of ``writing`` or missing dependencies); returns
+    the status and what ``work`` returned (None when it failed)."""
+    try:
+        return 0, work()
+    except InputError as error:
+        say(f"error: {error}")
+        return 2, None
+    except ConfigError as error:
+        say(f"error: {error}")
+        return 1, None
+    except OSError as error:  # writing the result: a full disk, permissions changed while it ran
+        say(f"error: writing {writing}: {error}")
+        return 2, None
+    except ModuleNotFoundError as error:
+        say(f"error: lyco {command} needs the trainer's dependencies ({error.name} is missing): pip install 'lyco[train]'")
+        return 2, None
 
 
 def check_output(folder: Path) -> None:

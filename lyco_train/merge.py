@@ -61,7 +61,7 @@ def merge_into(network, strength: float) -> int:
     from lycoris.modules.tlora import TLoraModule
 
     if any(isinstance(module, TLoraModule) for module in network.loras):
-        raise ConfigError(TLORA_REFUSAL)
+        raise InputError(TLORA_REFUSAL)
     with torch.no_grad():
         for module in network.loras:
             if getattr(module, "not_supported", False):
@@ -95,7 +95,7 @@ def merge(source: Source, output: Path, strength: float, say) -> Path:
     from .options import torch_dtype
 
     if source.is_tlora:
-        raise ConfigError(TLORA_REFUSAL)
+        raise InputError(TLORA_REFUSAL)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InputError(f"--output {output} already exists and is not an empty folder; choose a new folder (lyco merge never overwrites)")
     check_output(output)
@@ -133,27 +133,17 @@ def main(config: Optional[str], model: Optional[str], weights: Optional[str], st
     """``lyco merge``: 0 written, 1 a config problem, 2 bad input (missing or unfit files, T-LoRA)."""
     from rich.console import Console
 
-    from .inference import resolve
+    from .inference import command_status, resolve
     from lyco_lint.meta_model.patches import quiet_import_noise
 
     quiet_import_noise()
 
     console = console or Console()
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    try:
+
+    def work() -> Path:
         source = resolve(config, model, weights, dtype)
         chosen = source.options.validation_lycoris_strength if strength is None else strength
-        merge(source, Path(output), chosen, say)
-    except InputError as error:
-        say(f"error: {error}")
-        return 2
-    except ConfigError as error:
-        say(f"error: {error}")
-        return 2 if str(error) == TLORA_REFUSAL else 1
-    except OSError as error:  # writing the folder: a full disk, permissions changed while merging
-        say(f"error: writing {output}: {error}")
-        return 2
-    except ModuleNotFoundError as error:
-        say(f"error: lyco merge needs the trainer's dependencies ({error.name} is missing): pip install 'lyco[train]'")
-        return 2
-    return 0
+        return merge(source, Path(output), chosen, say)
+
+    return command_status("merge", output, say, work)[0]

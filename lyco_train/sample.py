@@ -52,32 +52,25 @@ def main(
     """``lyco sample``: 0 written, 1 a config problem, 2 bad input (missing or unfit files, a bad prompt file)."""
     from rich.console import Console
 
-    from .inference import check_output, resolve
+    from .inference import check_output, command_status, resolve
     from lyco_lint.meta_model.patches import quiet_import_noise
 
     quiet_import_noise()
 
     console = console or Console()
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    try:
+
+    def work() -> list[Path]:
         source = resolve(config, model, weights, dtype)
         source.options = overridden(source.options, strength, steps, guidance, seed, width, height, num_images)
         chosen = chosen_prompts(source, prompts, prompt_library)
         folder = Path(output) if output else (source.config.output_dir / "samples" if source.config else Path("samples"))
         check_output(folder)
-        written = sample(source, chosen, folder, console, say)
-    except InputError as error:
-        say(f"error: {error}")
-        return 2
-    except ConfigError as error:
-        say(f"error: {error}")
-        return 1
-    except OSError as error:  # writing the images: a full disk, permissions changed while rendering
-        say(f"error: writing the images: {error}")
-        return 2
-    except ModuleNotFoundError as error:
-        say(f"error: lyco sample needs the trainer's dependencies ({error.name} is missing): pip install 'lyco[train]'")
-        return 2
+        return sample(source, chosen, folder, console, say)
+
+    status, written = command_status("sample", "the images", say, work)
+    if status:
+        return status
     for path in written:
         say(f"wrote {path}")
     return 0
