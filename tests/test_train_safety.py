@@ -11,6 +11,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,9 @@ def test_a_resume_with_another_micro_batch_is_refused_in_the_dry_run_too(tmp_pat
         out = capsys.readouterr().out
         assert "checkpoint-2 was trained with global micro-batches of 2 samples" in out and "makes 1 (1 × 1)" in out, out
         assert "caches:" not in out  # refused before anything loads
+    done = subprocess.run([str(Path(sys.executable).parent / "lyco"), "train", str(changed), "--dry-run"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1 and "was trained with global micro-batches of 2 samples" in done.stdout, done.stdout + done.stderr
 
 
 def test_a_fresh_run_refuses_a_folder_with_an_earlier_run(tmp_path, pipeline, capsys):
